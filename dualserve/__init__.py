@@ -1,0 +1,29 @@
+"""dualserve: write a pipeline wrapper once, serve it from FastAPI and Flask side by side."""
+
+from __future__ import annotations
+
+from .apps import asgi_app, fastapi_app, flask_app, wsgi_app
+from .exceptions import DualserveError, HTTPError, LoadError, ResolveError, ValidationError
+from .media import Media
+from .pipelines import Registry
+from .uploads import UploadFile
+from .wrapper import BasePipelineWrapper, produces
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "BasePipelineWrapper",
+    "DualserveError",
+    "HTTPError",
+    "LoadError",
+    "Media",
+    "Registry",
+    "ResolveError",
+    "UploadFile",
+    "ValidationError",
+    "asgi_app",
+    "fastapi_app",
+    "flask_app",
+    "produces",
+    "wsgi_app",
+]

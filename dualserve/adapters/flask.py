@@ -1,0 +1,167 @@
+"""The Flask frontend: Werkzeug requests in, core Replies out as Flask responses. Translation only."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from typing import IO, Any
+
+import flask
+from werkzeug.datastructures import FileStorage, Headers
+from werkzeug.exceptions import HTTPException
+
+from ..exceptions import ResolveError
+from ..replies import FileBody, Reply, StreamBody, error_reply, framework_error
+from ..requests import Request
+from ..service import Service
+from ..uploads import UploadFile
+
+__all__ = ["create_app", "to_request", "to_response"]
+
+FILE_CHUNK_SIZE = 1024 * 1024
+# Werkzeug answers 405 itself for a method a rule does not list; listing them all lets the core answer.
+_ALL_METHODS = ["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"]
+_FORM_TYPES = ("multipart/form-data", "application/x-www-form-urlencoded")
+
+
+class _Response(flask.Response):
+    # No text/html default and no computed Content-Length: the core sets both, or neither on purpose.
+    default_mimetype = None
+    automatically_set_content_length = False
+
+
+def create_app(service: Service) -> flask.Flask:
+    """A Flask app serving ``service``: ``/<name>/run`` and ``/status``."""
+    app = flask.Flask("dualserve")
+    app.response_class = _Response
+    app.add_url_rule(
+        "/status",
+        "status",
+        lambda: to_response(service.status(to_request(flask.request, read_body=False))),
+        methods=_ALL_METHODS,
+        provide_automatic_options=False,
+    )
+    app.add_url_rule(
+        "/<name>/run",
+        "run",
+        lambda name: to_response(_run(service, name)),
+        methods=_ALL_METHODS,
+        provide_automatic_options=False,
+    )
+    app.register_error_handler(HTTPException, _http_exception)
+    app.extensions["dualserve"] = service
+    return app
+
+
+def _run(service: Service, name: str) -> Reply:
+    try:
+        request = to_request(flask.request)
+    except ValueError as exc:
+        return error_reply(400, f"The form body could not be parsed: {exc}")
+    outcome = service.prepare(name, request)
+    return outcome if isinstance(outcome, Reply) else outcome.run_sync()
+
+
+def to_request(request: flask.Request, read_body: bool = True) -> Request:
+    """The core's view of a Flask request; form bodies are parsed by Werkzeug."""
+    body = b""
+    form: list[tuple[str, Any]] | None = None
+    if read_body and request.method == "POST":
+        if (request.content_type or "").lower().startswith(_FORM_TYPES):
+            form = [*request.form.items(multi=True), *((k, _upload(v)) for k, v in request.files.items(multi=True))]
+        else:
+            body = request.get_data(cache=False)
+    return Request(request.method, request.headers, list(request.args.items(multi=True)), body, form)
+
+
+def _upload(storage: FileStorage) -> UploadFile:
+    return UploadFile(storage.filename, storage.content_type, storage.stream)
+
+
+def to_response(reply: Reply) -> flask.Response:
+    """A Flask response sending exactly the reply's status, headers and body."""
+    if reply.native is not None:
+        if isinstance(reply.native, flask.Response):
+            return reply.native
+        raise ResolveError(f"A {type(reply.native).__name__} cannot be served by the Flask frontend yet.")
+    body = reply.body
+    response: flask.Response
+    if isinstance(body, bytes):
+        response = _Response(body, reply.status_code)
+        response.call_on_close(reply.close)
+    elif isinstance(body, FileBody):
+        # Direct passthrough skips call_on_close, so the file itself runs the cleanups when closed.
+        response = _Response(_file_iterable(body, reply.close), reply.status_code, direct_passthrough=True)
+    else:
+        assert isinstance(body, StreamBody)
+        response = _Response(_closing(body.chunks, reply.close), reply.status_code, direct_passthrough=True)
+    response.headers = Headers(reply.headers)
+    return response
+
+
+def _file_iterable(body: FileBody, on_close: Callable[[], None]) -> Any:
+    file = _ClosingFile(open(body.path, "rb"), on_close)  # noqa: SIM115 - closed by the server
+    file.seek(body.start)
+    wrapper = flask.request.environ.get("wsgi.file_wrapper")
+    if wrapper is not None:
+        # The server's file wrapper (gunicorn: sendfile) sends Content-Length bytes from here.
+        return wrapper(file, FILE_CHUNK_SIZE)
+    return _read_range(file, body.length)
+
+
+def _read_range(file: _ClosingFile, length: int) -> Iterator[bytes]:
+    with file:
+        while length > 0:
+            chunk = file.read(min(FILE_CHUNK_SIZE, length))
+            if not chunk:
+                return
+            length -= len(chunk)
+            yield chunk
+
+
+def _closing(chunks: Any, on_close: Callable[[], None]) -> Iterator[bytes]:
+    try:
+        yield from chunks
+    finally:
+        try:
+            close = getattr(chunks, "close", None)
+            if close is not None:
+                close()
+        finally:
+            on_close()
+
+
+class _ClosingFile:
+    """A binary file whose ``close()`` also runs the reply's cleanups (deleting a temp file, say)."""
+
+    def __init__(self, file: IO[bytes], on_close: Callable[[], None]) -> None:
+        self._file = file
+        self._on_close = on_close
+
+    def read(self, size: int = -1) -> bytes:
+        return self._file.read(size)
+
+    def seek(self, offset: int, whence: int = 0) -> int:
+        return self._file.seek(offset, whence)
+
+    def tell(self) -> int:
+        return self._file.tell()
+
+    def fileno(self) -> int:
+        return self._file.fileno()
+
+    def close(self) -> None:
+        try:
+            self._file.close()
+        finally:
+            self._on_close()
+
+    def __enter__(self) -> _ClosingFile:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+
+def _http_exception(exc: HTTPException) -> flask.Response:
+    allow = dict(exc.get_headers()).get("Allow")
+    return to_response(framework_error(exc.code or 500, allow))

@@ -1,0 +1,20 @@
+"""The ASGI entry point: ``uvicorn --factory dualserve.asgi:create_app``, configured by the environment.
+
+FastAPI serves at ``/`` and Flask at ``/flask/``; ``DUALSERVE_PIPELINES_DIR`` names the wrappers.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from . import config
+from .apps import asgi_app
+
+if TYPE_CHECKING:
+    from fastapi import FastAPI
+
+__all__ = ["create_app"]
+
+
+def create_app() -> FastAPI:
+    return asgi_app(config.pipelines_dir(), debug=config.debug())

@@ -1,0 +1,24 @@
+"""Settings read from the environment, for the factories that servers import by name. Standard library only."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from .exceptions import LoadError
+
+__all__ = ["DEBUG_ENV", "PIPELINES_DIR_ENV", "debug", "pipelines_dir"]
+
+PIPELINES_DIR_ENV = "DUALSERVE_PIPELINES_DIR"
+DEBUG_ENV = "DUALSERVE_DEBUG"
+
+
+def pipelines_dir() -> Path:
+    value = os.environ.get(PIPELINES_DIR_ENV)
+    if not value:
+        raise LoadError(f"Set {PIPELINES_DIR_ENV} to the directory of your pipeline wrappers.")
+    return Path(value)
+
+
+def debug() -> bool:
+    return os.environ.get(DEBUG_ENV, "").lower() in ("1", "true", "yes", "on")

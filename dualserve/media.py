@@ -1,0 +1,47 @@
+"""``Media``: explicit control over how a result is served. Standard library only."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+__all__ = ["Media"]
+
+
+@dataclass(frozen=True)
+class Media:
+    """Wrap a result to choose how it is served.
+
+    :param content: bytes, a path, an iterator of bytes or str, or an image (PIL or numpy).
+    :param media_type: the ``Content-Type``; when left out it is inferred as for a bare result.
+    :param filename: the name offered in ``Content-Disposition``; non-ASCII names are encoded per RFC 5987.
+    :param disposition: ``"inline"`` to show in a browser, ``"attachment"`` to download.
+    :param headers: extra response headers; they cannot replace the ones the contract decides.
+    :param status_code: the status of a full answer (a Range or conditional answer may differ).
+    :param max_age: seconds for ``Cache-Control: public, max-age=N``; ``None`` gives ``no-cache``.
+    :param delete_after: delete the file at ``content`` once the response is finished or aborted.
+    :param format: for images: ``"png"``, ``"jpeg"`` or ``"webp"``.
+    :param quality: for lossy image formats, 1 to 100.
+    """
+
+    content: Any
+    media_type: str | None = None
+    filename: str | None = None
+    disposition: Literal["inline", "attachment"] = "inline"
+    headers: Mapping[str, str] = field(default_factory=dict)
+    status_code: int = 200
+    max_age: int | None = None
+    delete_after: bool = False
+    format: str | None = None
+    quality: int | None = None
+
+    def __post_init__(self) -> None:
+        if self.disposition not in ("inline", "attachment"):
+            raise ValueError(f"Media disposition must be 'inline' or 'attachment', not {self.disposition!r}.")
+        if not 200 <= self.status_code <= 599:
+            raise ValueError(f"Media status_code must be from 200 to 599, not {self.status_code}.")
+        if self.max_age is not None and self.max_age < 0:
+            raise ValueError("Media max_age must be zero or more seconds.")
+        if self.filename is not None and any(ch in self.filename for ch in "\r\n\0"):
+            raise ValueError("Media filename cannot contain line breaks or NUL.")

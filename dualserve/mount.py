@@ -1,0 +1,38 @@
+"""Both frontends in one process, each mounted inside the other through a2wsgi.
+
+- :func:`compose_asgi`: FastAPI at ``/`` and the Flask app at ``/flask/`` (for uvicorn).
+- :func:`compose_wsgi`: Flask at ``/`` and the FastAPI app at ``/fastapi/`` (for gunicorn, ``flask run``).
+
+Both share one :class:`~dualserve.service.Service`, so wrappers are set up once per process.
+"""
+
+from __future__ import annotations
+
+from a2wsgi import ASGIMiddleware, WSGIMiddleware
+from fastapi import FastAPI
+from flask import Flask
+from werkzeug.middleware.dispatcher import DispatcherMiddleware
+
+from .adapters import fastapi as fastapi_adapter
+from .adapters import flask as flask_adapter
+from .service import Service
+
+__all__ = ["FASTAPI_PREFIX", "FLASK_PREFIX", "compose_asgi", "compose_wsgi"]
+
+FLASK_PREFIX = "/flask"
+FASTAPI_PREFIX = "/fastapi"
+
+
+def compose_asgi(service: Service) -> FastAPI:
+    """FastAPI serving ``service`` at ``/``, with the Flask frontend mounted at ``/flask``."""
+    app = fastapi_adapter.create_app(service)
+    app.mount(FLASK_PREFIX, WSGIMiddleware(flask_adapter.create_app(service)))  # type: ignore[arg-type]
+    return app
+
+
+def compose_wsgi(service: Service) -> Flask:
+    """Flask serving ``service`` at ``/``, with the FastAPI frontend mounted at ``/fastapi``."""
+    app = flask_adapter.create_app(service)
+    inner = ASGIMiddleware(fastapi_adapter.create_app(service))  # type: ignore[arg-type]
+    app.wsgi_app = DispatcherMiddleware(app.wsgi_app, {FASTAPI_PREFIX: inner})  # type: ignore[method-assign]
+    return app

@@ -1,0 +1,140 @@
+"""Request arguments from ``run_api``'s signature, validated the same way on every frontend.
+
+No web framework: adapters hand over the raw JSON body, the query pairs, or the form pairs
+their framework parsed, and this module answers with keyword arguments or a
+:class:`~dualserve.exceptions.ValidationError` in the contract's 422 shape.
+"""
+
+from __future__ import annotations
+
+import inspect
+import re
+import typing
+from collections.abc import Callable, Iterable
+from typing import Any
+
+import pydantic
+from pydantic import BaseModel, Field, create_model
+
+from .exceptions import ValidationError
+from .uploads import UploadFile
+
+__all__ = ["Parameters", "docstring_arguments"]
+
+_SEQUENCE_ORIGINS = (list, tuple, set, frozenset)
+
+
+class Parameters:
+    """The request model of one ``run_api`` function.
+
+    :param function: the bound ``run_api`` (``self`` is already gone).
+    :param name: the pipeline's name, used to name the model in the OpenAPI document.
+    """
+
+    def __init__(self, function: Callable[..., Any], name: str) -> None:
+        signature = inspect.signature(function)
+        hints = typing.get_type_hints(function, include_extras=True)
+        descriptions = docstring_arguments(inspect.getdoc(function) or "")
+        fields: dict[str, Any] = {}
+        self.sequences: set[str] = set()
+        self.uploads: set[str] = set()
+        for parameter in signature.parameters.values():
+            if parameter.kind in (parameter.VAR_POSITIONAL, parameter.VAR_KEYWORD):
+                continue  # *args/**kwargs have no names a client could send
+            annotation = hints.get(parameter.name, Any)
+            default = ... if parameter.default is parameter.empty else parameter.default
+            fields[parameter.name] = (annotation, Field(default, description=descriptions.get(parameter.name)))
+            if _is_sequence(annotation):
+                self.sequences.add(parameter.name)
+            if _mentions(annotation, UploadFile):
+                self.uploads.add(parameter.name)
+        model_name = re.sub(r"\W|^(?=\d)", "_", name) + "Request"
+        self.model: type[BaseModel] = create_model(model_name, **fields)
+
+    @property
+    def multipart(self) -> bool:
+        """Whether the request must be ``multipart/form-data`` (an upload parameter exists)."""
+        return bool(self.uploads)
+
+    def from_json(self, body: bytes) -> dict[str, Any]:
+        """Validate a JSON object body; an empty body means no arguments."""
+        try:
+            instance = self.model.model_validate_json(body or b"{}")
+        except pydantic.ValidationError as exc:
+            raise _validation_error(exc, "body") from exc
+        return _arguments(instance)
+
+    def from_pairs(self, pairs: Iterable[tuple[str, Any]], location: str) -> dict[str, Any]:
+        """Validate query or form pairs: repeated keys fill list parameters, the last value wins otherwise."""
+        data: dict[str, Any] = {}
+        for key, value in pairs:
+            if key in self.sequences:
+                data.setdefault(key, []).append(value)
+            else:
+                data[key] = value
+        try:
+            instance = self.model.model_validate(data)
+        except pydantic.ValidationError as exc:
+            raise _validation_error(exc, location) from exc
+        return _arguments(instance)
+
+
+def docstring_arguments(docstring: str) -> dict[str, str]:
+    """The ``Args:`` section of a Google-style docstring as ``{name: description}``."""
+    descriptions: dict[str, str] = {}
+    in_args = False
+    current: str | None = None
+    indent: int | None = None
+    for line in docstring.splitlines():
+        stripped = line.strip()
+        if stripped in ("Args:", "Arguments:", "Parameters:"):
+            in_args, current, indent = True, None, None
+            continue
+        if not in_args:
+            continue
+        if not stripped:
+            current = None
+            continue
+        line_indent = len(line) - len(line.lstrip())
+        if indent is None:
+            indent = line_indent
+        if line_indent < indent or (line_indent == 0 and stripped.endswith(":")):
+            in_args = False
+            continue
+        match = re.match(r"(\*{0,2}\w+)\s*(?:\([^)]*\))?\s*:\s*(.*)", stripped)
+        if line_indent == indent and match:
+            current = match.group(1).lstrip("*")
+            descriptions[current] = match.group(2)
+        elif current is not None:
+            descriptions[current] = f"{descriptions[current]} {stripped}".strip()
+    return descriptions
+
+
+def _arguments(instance: BaseModel) -> dict[str, Any]:
+    # A shallow read keeps nested pydantic models as models, as run_api declared them.
+    return {name: getattr(instance, name) for name in type(instance).model_fields}
+
+
+def _validation_error(exc: pydantic.ValidationError, location: str) -> ValidationError:
+    return ValidationError(
+        [
+            {"loc": [location, *error["loc"]], "msg": error["msg"], "type": error["type"]}
+            for error in exc.errors(include_url=False, include_context=False, include_input=False)
+        ]
+    )
+
+
+def _is_sequence(annotation: Any) -> bool:
+    origin = typing.get_origin(annotation)
+    if origin is typing.Annotated:
+        return _is_sequence(typing.get_args(annotation)[0])
+    if origin is typing.Union or type(annotation).__name__ == "UnionType":
+        return any(_is_sequence(arg) for arg in typing.get_args(annotation) if arg is not type(None))
+    return origin in _SEQUENCE_ORIGINS or annotation in _SEQUENCE_ORIGINS
+
+
+def _mentions(annotation: Any, target: type) -> bool:
+    if annotation is target:
+        return True
+    return any(_mentions(arg, target) for arg in typing.get_args(annotation))
+

@@ -1,0 +1,163 @@
+"""Pipelines: wrappers found, imported in place, set up once, ready to call. No web framework.
+
+Two layouts are understood for ``--pipelines-dir DIR``: every sub-folder of DIR holding a
+``pipeline_wrapper.py`` is a pipeline named after the folder, and a DIR that itself holds
+``pipeline_wrapper.py`` is one pipeline named after DIR. A wrapper that fails to import or set up
+is recorded with its file and error; the others still serve.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import inspect
+import logging
+import re
+import sys
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from .aio import portal
+from .exceptions import LoadError
+from .params import Parameters
+from .wrapper import BasePipelineWrapper, SupportsRunApi, declared_media_types
+
+__all__ = ["RESERVED_NAMES", "WRAPPER_FILE", "Pipeline", "Registry", "load_wrapper"]
+
+logger = logging.getLogger("dualserve")
+
+WRAPPER_FILE = "pipeline_wrapper.py"
+#: Names that would shadow a route or a mount point.
+RESERVED_NAMES = frozenset({"status", "openapi.json", "docs", "ui", "flask", "fastapi"})
+_VALID_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*")
+
+
+@dataclass(frozen=True)
+class Pipeline:
+    """One served wrapper: its ``run_api``, the request model, and the declared media types."""
+
+    name: str
+    wrapper: Any
+    function: Callable[..., Any]
+    parameters: Parameters
+    media_types: tuple[str, ...]
+    description: str | None
+
+    @classmethod
+    def from_wrapper(cls, name: str, wrapper: Any) -> Pipeline:
+        if not _VALID_NAME.fullmatch(name) or name in RESERVED_NAMES:
+            raise LoadError(f"{name!r} cannot name a pipeline: use letters, digits, '_', '.', '-' and no route name.")
+        # Hayhooks names the async variant run_api_async; either name works, the async one first.
+        function = getattr(wrapper, "run_api_async", None) or getattr(wrapper, "run_api", None)
+        if not callable(function) or getattr(function, "__func__", None) is BasePipelineWrapper.run_api:
+            raise LoadError(f"{type(wrapper).__name__} must implement run_api (or run_api_async).")
+        try:
+            parameters = Parameters(function, name)
+        except Exception as exc:
+            raise LoadError(f"The signature of {type(wrapper).__name__}.run_api cannot be served: {exc}") from exc
+        return cls(
+            name=name,
+            wrapper=wrapper,
+            function=function,
+            parameters=parameters,
+            media_types=declared_media_types(function),
+            description=inspect.getdoc(function),
+        )
+
+    @property
+    def is_async(self) -> bool:
+        return inspect.iscoroutinefunction(self.function)
+
+    def invoke(self, arguments: Mapping[str, Any]) -> Any:
+        """Call ``run_api`` from a thread; an async one runs on the shared portal loop."""
+        value = self.function(**arguments)
+        if inspect.isawaitable(value):
+            value = portal.call(value)
+        return value
+
+
+class Registry:
+    """The pipelines of one process, and the wrappers that failed to load.
+
+    :param pipelines: ready pipelines by name.
+    :param failures: ``{name: "file: error"}`` for each wrapper that failed.
+    """
+
+    def __init__(self, pipelines: Mapping[str, Pipeline], failures: Mapping[str, str] | None = None) -> None:
+        self.pipelines = dict(pipelines)
+        self.failures = dict(failures or {})
+
+    @classmethod
+    def from_wrappers(cls, wrappers: Mapping[str, SupportsRunApi]) -> Registry:
+        """Set up each wrapper object (its ``setup()`` runs once, now) and serve it under its key."""
+        return cls._build([(name, lambda wrapper=wrapper: wrapper) for name, wrapper in wrappers.items()])
+
+    @classmethod
+    def from_directory(cls, directory: str | Path) -> Registry:
+        """Discover, import in place, and set up every wrapper under ``directory``."""
+        root = Path(directory).resolve()
+        if not root.is_dir():
+            raise LoadError(f"The pipelines directory {str(directory)!r} does not exist.")
+        if (root / WRAPPER_FILE).is_file():
+            files = [(root.name, root / WRAPPER_FILE)]
+        else:
+            files = [(sub.name, sub / WRAPPER_FILE) for sub in sorted(root.iterdir()) if (sub / WRAPPER_FILE).is_file()]
+        registry = cls._build([(name, lambda path=path, name=name: load_wrapper(path, name)) for name, path in files])
+        logger.info("Serving pipelines %s from %s", sorted(registry.pipelines) or "(none)", root)
+        return registry
+
+    @classmethod
+    def _build(cls, loaders: list[tuple[str, Callable[[], Any]]]) -> Registry:
+        pipelines: dict[str, Pipeline] = {}
+        failures: dict[str, str] = {}
+        for name, load in loaders:
+            try:
+                pipelines[name] = _set_up(name, load())
+            except LoadError as exc:
+                failures[name] = str(exc)
+                logger.error("Pipeline %r failed to load: %s", name, exc, exc_info=exc.__cause__)
+        return cls(pipelines, failures)
+
+
+def load_wrapper(path: Path, name: str) -> Any:
+    """Import ``path`` in place and instantiate its ``PipelineWrapper``.
+
+    The wrapper's folder is put on ``sys.path`` so it can import modules beside it, and
+    ``__file__`` is the real file, so paths relative to it work.
+    """
+    module_name = "dualserve_pipelines." + re.sub(r"\W", "_", name)
+    spec = importlib.util.spec_from_file_location(module_name, path)
+    if spec is None or spec.loader is None:
+        raise LoadError(f"{path}: cannot be imported.")
+    module = importlib.util.module_from_spec(spec)
+    folder = str(path.parent)
+    if folder not in sys.path:
+        sys.path.append(folder)
+    sys.modules[module_name] = module
+    try:
+        spec.loader.exec_module(module)
+    except Exception as exc:
+        del sys.modules[module_name]
+        raise LoadError(f"{path}: {type(exc).__name__}: {exc}") from exc
+    wrapper_class = getattr(module, "PipelineWrapper", None)
+    if not isinstance(wrapper_class, type):
+        raise LoadError(f"{path}: defines no class PipelineWrapper.")
+    try:
+        return wrapper_class()
+    except Exception as exc:
+        raise LoadError(f"{path}: PipelineWrapper() raised {type(exc).__name__}: {exc}") from exc
+
+
+def _set_up(name: str, wrapper: Any) -> Pipeline:
+    pipeline = Pipeline.from_wrapper(name, wrapper)
+    setup = getattr(wrapper, "setup", None)
+    if callable(setup):
+        where = inspect.getsourcefile(type(wrapper)) or type(wrapper).__qualname__
+        try:
+            outcome = setup()
+            if inspect.isawaitable(outcome):
+                portal.call(outcome)
+        except Exception as exc:
+            raise LoadError(f"{where}: setup() raised {type(exc).__name__}: {exc}") from exc
+    return pipeline

@@ -1,0 +1,117 @@
+"""``Reply``: the finished answer, which an adapter only moves onto its framework. Standard library only.
+
+A Reply holds the final status, every header in order, and a body that is one of three things:
+``bytes``, a :class:`FileBody` (a byte range of a file on disk), or a :class:`StreamBody` (an
+iterator of ``bytes``, sync or async). Adapters must send exactly these headers and bytes and
+call :meth:`Reply.close` (or ``aclose``) once the response is over, however it ended.
+"""
+
+from __future__ import annotations
+
+import inspect
+import logging
+from http import HTTPStatus
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from .results import encode_json
+
+__all__ = ["FileBody", "Reply", "StreamBody", "error_reply", "framework_error", "json_reply"]
+
+logger = logging.getLogger("dualserve")
+
+
+@dataclass(frozen=True)
+class FileBody:
+    """``length`` bytes of ``path`` from ``start``."""
+
+    path: Path
+    start: int
+    length: int
+
+
+@dataclass(frozen=True)
+class StreamBody:
+    """Chunks of ``bytes``, already checked and encoded; never empty chunks."""
+
+    chunks: Iterator[bytes] | AsyncIterator[bytes]
+
+    @property
+    def is_async(self) -> bool:
+        return isinstance(self.chunks, AsyncIterator)
+
+
+@dataclass
+class Reply:
+    status_code: int
+    headers: list[tuple[str, str]]
+    body: bytes | FileBody | StreamBody = b""
+    #: A framework response to return untouched (a wrapper returned its frontend's own Response).
+    native: Any = None
+    #: Run once the response is over, whether finished, aborted, answered by HEAD or 304.
+    cleanups: list[Callable[[], object]] = field(default_factory=list)
+
+    def close(self) -> None:
+        """Run the cleanups from a thread; an async cleanup must use :meth:`aclose`."""
+        for cleanup in self._take_cleanups():
+            _call_logged(cleanup)
+
+    async def aclose(self) -> None:
+        for cleanup in self._take_cleanups():
+            outcome = _call_logged(cleanup)
+            if inspect.isawaitable(outcome):
+                await _await_logged(outcome, cleanup)
+
+    def _take_cleanups(self) -> list[Callable[[], object]]:
+        cleanups, self.cleanups = self.cleanups, []
+        return cleanups
+
+
+def json_reply(status_code: int, content: Any, headers: list[tuple[str, str]] | None = None) -> Reply:
+    body = encode_json(content)
+    return Reply(
+        status_code,
+        [("content-type", "application/json"), ("content-length", str(len(body))), *(headers or [])],
+        body,
+    )
+
+
+def error_reply(status_code: int, detail: Any, headers: list[tuple[str, str]] | None = None) -> Reply:
+    """The contract's error shape: ``{"detail": ...}`` as JSON."""
+    return json_reply(status_code, {"detail": detail}, headers)
+
+
+# Frameworks build Allow from a set, so its order changes from process to process; ours does not.
+_METHOD_ORDER = ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS")
+
+
+def framework_error(status_code: int, allow: str | None = None) -> Reply:
+    """The contract's JSON for an error the framework raised itself (no route: 404; wrong method: 405)."""
+    headers = []
+    if allow:
+        methods = {method.strip().upper() for method in allow.split(",") if method.strip()}
+        ordered = sorted(methods, key=lambda m: (_METHOD_ORDER.index(m) if m in _METHOD_ORDER else 99, m))
+        headers.append(("allow", ", ".join(ordered)))
+    try:
+        phrase = HTTPStatus(status_code).phrase
+    except ValueError:
+        phrase = "Error"
+    return error_reply(status_code, phrase, headers)
+
+
+def _call_logged(cleanup: Callable[[], object]) -> object:
+    try:
+        return cleanup()
+    except Exception:
+        # A failed cleanup must not hide the response that was already sent; say so in the log.
+        logger.exception("Cleanup %r failed after the response", cleanup)
+        return None
+
+
+async def _await_logged(awaitable: Awaitable[object], cleanup: object) -> None:
+    try:
+        await awaitable
+    except Exception:
+        logger.exception("Cleanup %r failed after the response", cleanup)

@@ -1,0 +1,248 @@
+"""The neutral return protocol: whatever ``run_api`` returned, as a :class:`Result`.
+
+This module is the framework-free heart of dualserve, in the spirit of ``flask/sansio``: it
+cannot import a web framework and cannot do request or response IO. It only looks at the value
+(reading a file's metadata, or its first bytes to sniff a type) and decides what a client will
+be sent. ``dualserve.http`` then turns a Result and a request into status, headers and a body.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import io
+import os
+from collections.abc import AsyncIterator, Iterator, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, ClassVar, Literal
+
+import pydantic_core
+
+from .exceptions import HTTPError, ResolveError
+from .images import encode_image, format_for, is_image
+from .media import Media
+from .sniff import OCTET_STREAM, guess_from_bytes, guess_from_name
+
+__all__ = [
+    "BytesResult",
+    "JSONResult",
+    "NativeResult",
+    "PathResult",
+    "Result",
+    "StreamResult",
+    "TEXT_PLAIN",
+    "encode_json",
+    "is_blocking",
+    "resolve",
+]
+
+TEXT_PLAIN = "text/plain; charset=utf-8"
+JSON = "application/json"
+# Binary file objects other than BytesIO are streamed in pieces this large.
+FILE_CHUNK_SIZE = 256 * 1024
+
+Chunks = Iterator[Any] | AsyncIterator[Any]
+
+
+@dataclass(frozen=True, kw_only=True)
+class Result:
+    """What to send for a full ``GET``; the HTTP rules in ``dualserve.http`` refine it per request."""
+
+    #: Media results get validators (ETag), byte ranges and ``Cache-Control``; JSON answers stay lean.
+    is_media: ClassVar[bool] = True
+
+    media_type: str | None
+    status_code: int = 200
+    filename: str | None = None
+    disposition: Literal["inline", "attachment"] = "inline"
+    headers: tuple[tuple[str, str], ...] = ()
+    max_age: int | None = None
+
+
+@dataclass(frozen=True, kw_only=True)
+class BytesResult(Result):
+    body: bytes
+
+
+@dataclass(frozen=True, kw_only=True)
+class JSONResult(BytesResult):
+    is_media: ClassVar[bool] = False
+
+
+@dataclass(frozen=True, kw_only=True)
+class PathResult(Result):
+    path: Path
+    size: int
+    mtime: float
+    delete_after: bool = False
+
+
+@dataclass(frozen=True, kw_only=True)
+class StreamResult(Result):
+    """A stream; ``media_type`` stays ``None`` until the first chunk tells bytes from text."""
+
+    chunks: Chunks
+
+
+@dataclass(frozen=True, kw_only=True)
+class NativeResult(Result):
+    """A framework's own response object, passed through on the frontend of that framework."""
+
+    response: Any
+    family: Literal["starlette", "werkzeug"]
+
+
+def resolve(value: Any, declared: tuple[str, ...] = ()) -> Result:
+    """Turn a ``run_api`` return value into a :class:`Result`.
+
+    :param value: what ``run_api`` returned.
+    :param declared: the media types given to ``@produces``; the first one types bytes and streams.
+    """
+    if isinstance(value, Media):
+        return _resolve_media(value, declared)
+    media_type = declared[0] if declared else None
+    if isinstance(value, (bytes, bytearray, memoryview)):
+        return _bytes(bytes(value), media_type)
+    if isinstance(value, os.PathLike):
+        return _path(Path(os.fspath(value)), media_type)
+    if isinstance(value, io.BytesIO):
+        # The classic StreamingResponse(BytesIO) mistake: the bytes are all here, so send them whole.
+        return _bytes(value.getvalue(), media_type)
+    if is_image(value):
+        return _image(value, format_for(media_type) or "png", None)
+    if isinstance(value, io.IOBase):
+        if not hasattr(value, "readinto"):
+            raise ResolveError(f"run_api returned a text file ({type(value).__name__}); open it in binary mode.")
+        return StreamResult(chunks=_read_file(value), media_type=media_type)
+    if isinstance(value, (Iterator, AsyncIterator)):
+        return StreamResult(chunks=value, media_type=media_type)
+    family = native_family(value)
+    if family is not None:
+        return NativeResult(response=value, family=family, media_type=None)
+    # Everything else, str included (a str is never a path), is data for the client as JSON.
+    return JSONResult(body=encode_json(value), media_type=JSON)
+
+
+def encode_json(value: Any) -> bytes:
+    """Compact UTF-8 JSON; pydantic models, dataclasses, dates, UUIDs and enums included."""
+    try:
+        return pydantic_core.to_json(value)
+    except pydantic_core.PydanticSerializationError as exc:
+        raise ResolveError(
+            f"run_api returned a {type(value).__name__}, which is not bytes, a path, an iterator, an image, "
+            f"a Media, a Response, nor serialisable as JSON: {exc}"
+        ) from exc
+
+
+def native_family(value: Any) -> Literal["starlette", "werkzeug"] | None:
+    """Which framework a response object belongs to, found without importing either."""
+    for cls in type(value).__mro__:
+        if cls.__name__ == "Response":
+            if cls.__module__ == "starlette.responses":
+                return "starlette"
+            if cls.__module__ in ("werkzeug.wrappers.response", "werkzeug.sansio.response"):
+                return "werkzeug"
+    return None
+
+
+def is_blocking(value: Any) -> bool:
+    """Whether resolving ``value`` takes real CPU or disk time (images), so belongs off an event loop."""
+    return is_image(value.content if isinstance(value, Media) else value)
+
+
+def _resolve_media(media: Media, declared: tuple[str, ...]) -> Result:
+    content = media.content
+    if isinstance(content, Media):
+        raise ResolveError("Media(content=...) cannot be another Media.")
+    if media.format is not None or media.quality is not None:
+        if not is_image(content):
+            raise ResolveError("Media(format=..., quality=...) applies to images only.")
+        format_name = media.format or format_for(media.media_type) or "png"
+        result: Result = _image(content, format_name, media.quality)
+    else:
+        result = resolve(content, (media.media_type,) if media.media_type else declared)
+    if isinstance(result, NativeResult):
+        raise ResolveError("Media(content=...) cannot wrap a framework Response; return the Response itself.")
+    if media.delete_after and not isinstance(result, PathResult):
+        raise ResolveError("Media(delete_after=True) needs a path as content.")
+    media_type = result.media_type
+    if media.media_type is None and media.filename and isinstance(result, BytesResult) and _unknown(media_type):
+        media_type = guess_from_name(media.filename) or media_type
+    changes: dict[str, Any] = {
+        "media_type": media_type,
+        "filename": media.filename if media.filename is not None else result.filename,
+        "disposition": media.disposition,
+        "headers": tuple(_checked_headers(media.headers)),
+        "status_code": media.status_code,
+        "max_age": media.max_age,
+    }
+    if isinstance(result, PathResult):
+        changes["delete_after"] = media.delete_after
+    return dataclasses.replace(result, **changes)
+
+
+def _bytes(body: bytes, media_type: str | None) -> BytesResult:
+    return BytesResult(body=body, media_type=media_type or guess_from_bytes(body) or OCTET_STREAM)
+
+
+def _image(value: Any, format_name: str, quality: int | None) -> BytesResult:
+    try:
+        body, media_type = encode_image(value, format_name, quality)
+    except (TypeError, ValueError) as exc:
+        raise ResolveError(str(exc)) from exc
+    return BytesResult(body=body, media_type=media_type)
+
+
+def _path(path: Path, media_type: str | None) -> PathResult:
+    # A missing or unreadable file fails here, before any header is sent, so it becomes a JSON error.
+    try:
+        stat = path.stat()
+    except FileNotFoundError:
+        raise HTTPError(404, "File not found.") from None
+    if not path.is_file():
+        raise ResolveError(f"run_api returned the path {path.name!r}, which is not a regular file.")
+    if media_type is None:
+        media_type = guess_from_name(path.name)
+    if media_type is None:
+        with path.open("rb") as file:
+            media_type = guess_from_bytes(file.read(8192))
+    return PathResult(
+        path=path, size=stat.st_size, mtime=stat.st_mtime, media_type=media_type or OCTET_STREAM, filename=path.name
+    )
+
+
+def _read_file(file: Any) -> Iterator[bytes]:
+    with file:
+        while chunk := file.read(FILE_CHUNK_SIZE):
+            yield chunk
+
+
+def _unknown(media_type: str | None) -> bool:
+    return media_type in (None, OCTET_STREAM)
+
+
+# These headers carry what the contract decides (type, length, ranges, validators, disposition);
+# a wrapper sets them through Media's own fields instead.
+_RESERVED = frozenset(
+    {
+        "accept-ranges",
+        "content-disposition",
+        "content-length",
+        "content-range",
+        "content-type",
+        "etag",
+        "last-modified",
+        "transfer-encoding",
+    }
+)
+
+
+def _checked_headers(headers: Mapping[str, str]) -> Iterator[tuple[str, str]]:
+    for name, value in headers.items():
+        if name.lower() in _RESERVED:
+            raise ResolveError(
+                f"Media(headers=...) cannot set {name!r}: use Media's media_type, filename or max_age instead."
+            )
+        if any(ch in f"{name}{value}" for ch in "\r\n\0"):
+            raise ResolveError(f"Media(headers=...) has a line break or NUL in {name!r}.")
+        yield name, value

@@ -1,0 +1,230 @@
+"""The service every frontend puts on the wire: routes' decisions, runs, errors. No web framework.
+
+An adapter builds a :class:`~dualserve.requests.Request`, asks :meth:`Service.prepare` for a
+:class:`Call` (or an immediate :class:`Reply`: 404, 405, 422 ...), then runs the call the way its
+framework runs code: :meth:`Call.run_sync` in a worker thread, or :meth:`Call.run_async` on an
+event loop with sync work sent to threads. Both end in the same Reply.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from typing import Any, TypeVar
+
+from .aio import portal
+from .exceptions import HTTPError, ResolveError
+from .http import render
+from .pipelines import Pipeline, Registry
+from .replies import Reply, error_reply, json_reply
+from .requests import Request
+from .results import TEXT_PLAIN, NativeResult, Result, StreamResult, is_blocking, resolve
+from .sniff import OCTET_STREAM
+
+__all__ = ["RUN_METHODS", "Call", "Service", "ToThread"]
+
+logger = logging.getLogger("dualserve")
+
+T = TypeVar("T")
+#: How an async frontend runs a blocking function: Starlette's ``run_in_threadpool``, for one.
+ToThread = Callable[..., Awaitable[Any]]
+
+RUN_METHODS = ("GET", "HEAD", "POST")
+STATUS_METHODS = ("GET", "HEAD")
+_FAILED = "Pipeline execution failed"
+
+
+class Service:
+    """What every frontend serves for one registry.
+
+    :param registry: the pipelines.
+    :param debug: put the exception's type and message in 500 answers (never the traceback).
+    """
+
+    def __init__(self, registry: Registry, debug: bool = False) -> None:
+        self.registry = registry
+        self.debug = debug
+
+    def status(self, request: Request) -> Reply:
+        """``GET /status``: the served pipelines and the ones that failed to load."""
+        if request.method not in STATUS_METHODS:
+            return method_not_allowed(STATUS_METHODS)
+        content = {
+            "status": "ok",
+            "pipelines": sorted(self.registry.pipelines),
+            "failed": self.registry.failures,
+        }
+        reply = json_reply(200, content)
+        if request.method == "HEAD":
+            reply.body = b""
+        return reply
+
+    def prepare(self, name: str, request: Request) -> Call | Reply:
+        """Find the pipeline and validate the arguments, or answer right away."""
+        pipeline = self.registry.pipelines.get(name)
+        if pipeline is None:
+            if name in self.registry.failures:
+                return error_reply(503, f"Pipeline {name!r} failed to load; see GET /status and the server log.")
+            return error_reply(404, f"Pipeline {name!r} not found.")
+        if request.method not in RUN_METHODS:
+            return method_not_allowed(RUN_METHODS)
+        try:
+            if request.method != "POST":
+                arguments = pipeline.parameters.from_pairs(request.query, "query")
+            elif request.form is not None:
+                arguments = pipeline.parameters.from_pairs(request.form, "body")
+            else:
+                arguments = pipeline.parameters.from_json(request.body)
+        except HTTPError as exc:
+            return error_reply(exc.status_code, exc.detail, list(exc.headers.items()))
+        return Call(self, pipeline, arguments, request)
+
+    def failure(self, pipeline: Pipeline, exc: BaseException) -> Reply:
+        """The JSON answer for an exception raised while running or resolving."""
+        if isinstance(exc, HTTPError):
+            return error_reply(exc.status_code, exc.detail, list(exc.headers.items()))
+        logger.error("Pipeline %r failed", pipeline.name, exc_info=exc)
+        detail: Any = _FAILED
+        if self.debug:
+            detail = f"{_FAILED}: {type(exc).__name__}: {exc}"
+        return error_reply(500, detail)
+
+
+def method_not_allowed(allowed: tuple[str, ...]) -> Reply:
+    return error_reply(405, "Method Not Allowed", [("allow", ", ".join(allowed))])
+
+
+@dataclasses.dataclass
+class Call:
+    """A validated request for one pipeline, ready to run."""
+
+    service: Service
+    pipeline: Pipeline
+    arguments: dict[str, Any]
+    request: Request
+
+    def run_sync(self) -> Reply:
+        """Run in a worker thread: ``run_api``, resolution, the first chunk of a stream, the HTTP rules."""
+        try:
+            return self._finish_sync(self.pipeline.invoke(self.arguments))
+        except Exception as exc:
+            return self.service.failure(self.pipeline, exc)
+
+    async def run_async(self, to_thread: ToThread) -> Reply:
+        """Run on an event loop; sync ``run_api`` and image encoding go through ``to_thread``."""
+        if not self.pipeline.is_async:
+            reply: Reply = await to_thread(self.run_sync)
+            return reply
+        try:
+            value = await self.pipeline.function(**self.arguments)
+            if is_blocking(value):
+                reply = await to_thread(self._finish_sync, value)
+                return reply
+            result = resolve(value, self.pipeline.media_types)
+            if isinstance(result, StreamResult):
+                if isinstance(result.chunks, AsyncIterator):
+                    result = await _prime_async(result)
+                else:
+                    result = await to_thread(_prime_sync, result)
+            return self._render(result)
+        except Exception as exc:
+            return self.service.failure(self.pipeline, exc)
+
+    def _finish_sync(self, value: Any) -> Reply:
+        result = resolve(value, self.pipeline.media_types)
+        if isinstance(result, StreamResult):
+            if isinstance(result.chunks, AsyncIterator):
+                result = dataclasses.replace(result, chunks=portal.iterate(result.chunks))
+            result = _prime_sync(result)
+        return self._render(result)
+
+    def _render(self, result: Result) -> Reply:
+        if isinstance(result, NativeResult):
+            return Reply(result.status_code, [], native=result.response)
+        return render(result, self.request)
+
+
+# A stream's first chunk is pulled before any header is sent: a generator that fails at once
+# becomes a real 500 JSON answer, and the first chunk tells bytes (octet-stream) from text.
+
+
+def _prime_sync(result: StreamResult) -> StreamResult:
+    chunks = result.chunks
+    assert isinstance(chunks, Iterator)
+    try:
+        first = next(chunks, _END)
+    except BaseException:
+        _close(chunks)
+        raise
+    return dataclasses.replace(result, chunks=_encoded(first, chunks), media_type=_stream_type(result, first))
+
+
+async def _prime_async(result: StreamResult) -> StreamResult:
+    chunks = result.chunks
+    assert isinstance(chunks, AsyncIterator)
+    try:
+        first = await anext(chunks, _END)
+    except BaseException:
+        aclose = getattr(chunks, "aclose", None)
+        if aclose is not None:
+            await aclose()
+        raise
+    return dataclasses.replace(result, chunks=_aencoded(first, chunks), media_type=_stream_type(result, first))
+
+
+_END = object()
+
+
+def _stream_type(result: StreamResult, first: Any) -> str:
+    if result.media_type is not None:
+        return result.media_type
+    return TEXT_PLAIN if isinstance(first, str) else OCTET_STREAM
+
+
+def _encoded(first: Any, rest: Iterator[Any]) -> Iterator[bytes]:
+    try:
+        if first is _END:
+            return
+        yield from _nonempty(_chunk(first))
+        for chunk in rest:
+            yield from _nonempty(_chunk(chunk))
+    finally:
+        _close(rest)
+
+
+async def _aencoded(first: Any, rest: AsyncIterator[Any]) -> AsyncIterator[bytes]:
+    try:
+        if first is _END:
+            return
+        for encoded in _nonempty(_chunk(first)):
+            yield encoded
+        async for chunk in rest:
+            for encoded in _nonempty(_chunk(chunk)):
+                yield encoded
+    finally:
+        aclose = getattr(rest, "aclose", None)
+        if aclose is not None:
+            await aclose()
+
+
+def _chunk(chunk: Any) -> bytes:
+    if isinstance(chunk, bytes):
+        return chunk
+    if isinstance(chunk, str):
+        return chunk.encode("utf-8")
+    if isinstance(chunk, (bytearray, memoryview)):
+        return bytes(chunk)
+    # Headers are already sent: the body is cut off here, and the log says why.
+    raise ResolveError(f"A stream yielded a {type(chunk).__name__}; streams must yield bytes or str.")
+
+
+def _nonempty(chunk: bytes) -> tuple[bytes, ...]:
+    # An empty chunk would end a chunked body early on some servers.
+    return (chunk,) if chunk else ()
+
+
+def _close(iterator: Iterator[Any]) -> None:
+    close = getattr(iterator, "close", None)
+    if close is not None:
+        close()

@@ -1,0 +1,56 @@
+"""Every frontend as an ``httpx.Client``, so one set of assertions runs against all four."""
+
+from __future__ import annotations
+
+import wsgiref.validate
+from collections.abc import Iterator
+
+import httpx
+import pytest
+from starlette.testclient import TestClient
+
+from dualserve.adapters import fastapi as fastapi_adapter
+from dualserve.adapters import flask as flask_adapter
+from dualserve.mount import compose_asgi, compose_wsgi
+from dualserve.pipelines import Registry
+from dualserve.service import Service
+
+from .wrappers import make_wrappers
+
+FRONTENDS = ["fastapi", "flask", "flask-in-fastapi", "fastapi-in-flask"]
+
+
+@pytest.fixture(scope="session")
+def service() -> Service:
+    return Service(Registry.from_wrappers(make_wrappers()))
+
+
+def frontend_client(name: str, service: Service) -> httpx.Client:
+    if name == "fastapi":
+        return TestClient(fastapi_adapter.create_app(service))
+    if name == "flask":
+        app = wsgiref.validate.validator(flask_adapter.create_app(service))
+        return httpx.Client(transport=httpx.WSGITransport(app=app), base_url="http://testserver")
+    if name == "flask-in-fastapi":
+        return TestClient(compose_asgi(service), base_url="http://testserver/flask")
+    if name == "fastapi-in-flask":
+        app = compose_wsgi(service)
+        return httpx.Client(transport=httpx.WSGITransport(app=app), base_url="http://testserver/fastapi")
+    raise ValueError(name)
+
+
+@pytest.fixture(params=FRONTENDS)
+def client(request: pytest.FixtureRequest, service: Service) -> Iterator[httpx.Client]:
+    with frontend_client(request.param, service) as client:
+        yield client
+
+
+@pytest.fixture
+def clients(service: Service) -> Iterator[dict[str, httpx.Client]]:
+    """All four frontends at once, to compare their answers to one request."""
+    opened = {name: frontend_client(name, service) for name in FRONTENDS}
+    try:
+        yield opened
+    finally:
+        for client in opened.values():
+            client.close()

@@ -1,0 +1,197 @@
+"""One small wrapper per return kind, served by every frontend in the conformance tests."""
+
+from __future__ import annotations
+
+import asyncio
+import io
+from collections.abc import AsyncIterator, Iterator
+from enum import Enum
+from pathlib import Path
+from typing import Literal
+
+from PIL import Image
+from pydantic import BaseModel
+
+from dualserve import BasePipelineWrapper, HTTPError, Media, UploadFile, produces
+
+DATA = Path(__file__).parent / "data"
+
+
+def png_bytes(width: int = 8, height: int = 8, color: str = "red") -> bytes:
+    buffer = io.BytesIO()
+    Image.new("RGB", (width, height), color).save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
+class Shape(str, Enum):
+    square = "square"
+    circle = "circle"
+
+
+class Options(BaseModel):
+    scale: float = 1.0
+    tags: list[str] = []
+
+
+class BytesWrapper(BasePipelineWrapper):
+    def run_api(self, width: int = 8, height: int = 8) -> bytes:
+        """Sniffed PNG bytes.
+
+        Args:
+            width: width in pixels.
+            height: height in pixels.
+        """
+        return png_bytes(width, height)
+
+
+class DeclaredBytesWrapper(BasePipelineWrapper):
+    @produces("application/x-custom")
+    def run_api(self) -> bytes:
+        return b"custom payload"
+
+
+class UnknownBytesWrapper(BasePipelineWrapper):
+    def run_api(self) -> bytes:
+        return b"\x00\x01 no magic here"
+
+
+class ImageWrapper(BasePipelineWrapper):
+    def setup(self) -> None:
+        self.color = "blue"
+
+    def run_api(self, prompt: str, width: int = 16, height: int = 16) -> Image.Image:
+        return Image.new("RGB", (width, height), self.color)
+
+
+class JpegImageWrapper(BasePipelineWrapper):
+    @produces("image/jpeg")
+    def run_api(self) -> Image.Image:
+        return Image.new("RGBA", (8, 8), (0, 255, 0, 128))
+
+
+class ArrayWrapper(BasePipelineWrapper):
+    def run_api(self, channels: Literal[1, 3, 4] = 3) -> object:
+        import numpy
+
+        shape = (4, 6) if channels == 1 else (4, 6, channels)
+        return numpy.full(shape, 200, dtype=numpy.uint8)
+
+
+class PathWrapper(BasePipelineWrapper):
+    def run_api(self, name: Literal["sample.png", "notes.txt", "blob.weird"] = "sample.png") -> Path:
+        return DATA / name
+
+
+class MissingPathWrapper(BasePipelineWrapper):
+    def run_api(self) -> Path:
+        return DATA / "does-not-exist.png"
+
+
+class StreamWrapper(BasePipelineWrapper):
+    def run_api(self, count: int = 3) -> Iterator[bytes]:
+        for index in range(count):
+            yield f"chunk-{index};".encode()
+
+
+class TextStreamWrapper(BasePipelineWrapper):
+    def run_api(self, count: int = 3) -> Iterator[str]:
+        for index in range(count):
+            yield f"line {index}\n"
+
+
+class AsyncStreamWrapper(BasePipelineWrapper):
+    @produces("audio/wav")
+    async def run_api(self, count: int = 3) -> AsyncIterator[bytes]:
+        for index in range(count):
+            await asyncio.sleep(0)
+            yield bytes([index]) * 4
+
+
+class AsyncJSONWrapper(BasePipelineWrapper):
+    async def run_api(self, shape: Shape, options: Options | None = None, tags: list[str] | None = None) -> dict:
+        await asyncio.sleep(0)
+        return {"shape": shape.value, "options": options, "tags": tags, "text": "é"}
+
+
+class HayhooksAsyncWrapper(BasePipelineWrapper):
+    async def run_api_async(self, question: str) -> str:
+        return f"answer to {question}"
+
+
+class BytesIOWrapper(BasePipelineWrapper):
+    def run_api(self) -> io.BytesIO:
+        return io.BytesIO(png_bytes(5, 5))
+
+
+class MediaWrapper(BasePipelineWrapper):
+    def run_api(self, name: str = "Vögel.png", attachment: bool = False, max_age: int | None = None) -> Media:
+        return Media(
+            png_bytes(),
+            filename=name,
+            disposition="attachment" if attachment else "inline",
+            max_age=max_age,
+            headers={"X-Generated-By": "dualserve-tests"},
+        )
+
+
+class StatusMediaWrapper(BasePipelineWrapper):
+    def run_api(self) -> Media:
+        return Media(b'{"queued": true}', media_type="application/json", status_code=202)
+
+
+class HTTPErrorWrapper(BasePipelineWrapper):
+    def run_api(self, status: int = 418) -> None:
+        raise HTTPError(status, {"reason": "teapot", "status": status})
+
+
+class FailingWrapper(BasePipelineWrapper):
+    def run_api(self) -> bytes:
+        raise RuntimeError("secret internals")
+
+
+class FailingStreamWrapper(BasePipelineWrapper):
+    def run_api(self) -> Iterator[bytes]:
+        raise_now = True
+        if raise_now:
+            raise RuntimeError("before the first chunk")
+        yield b""
+
+
+class UploadWrapper(BasePipelineWrapper):
+    def run_api(self, file: UploadFile, label: str = "x") -> dict:
+        data = file.read()
+        return {"filename": file.filename, "content_type": file.content_type, "size": len(data), "label": label}
+
+
+class NoneWrapper(BasePipelineWrapper):
+    def run_api(self) -> None:
+        return None
+
+
+WRAPPERS = {
+    "bytes": BytesWrapper,
+    "declared_bytes": DeclaredBytesWrapper,
+    "unknown_bytes": UnknownBytesWrapper,
+    "image": ImageWrapper,
+    "jpeg_image": JpegImageWrapper,
+    "array": ArrayWrapper,
+    "path": PathWrapper,
+    "missing_path": MissingPathWrapper,
+    "stream": StreamWrapper,
+    "text_stream": TextStreamWrapper,
+    "async_stream": AsyncStreamWrapper,
+    "async_json": AsyncJSONWrapper,
+    "hayhooks_async": HayhooksAsyncWrapper,
+    "bytesio": BytesIOWrapper,
+    "media": MediaWrapper,
+    "status_media": StatusMediaWrapper,
+    "http_error": HTTPErrorWrapper,
+    "failing": FailingWrapper,
+    "failing_stream": FailingStreamWrapper,
+    "upload": UploadWrapper,
+    "none": NoneWrapper,
+}
+
+
+def make_wrappers() -> dict[str, BasePipelineWrapper]:
+    return {name: cls() for name, cls in WRAPPERS.items()}
