@@ -12,18 +12,18 @@ from .wrapper import BasePipelineWrapper, produces
 __version__ = "0.1.0"
 
 __all__ = [
+    "asgi_app",
     "BasePipelineWrapper",
     "DualserveError",
+    "fastapi_app",
+    "flask_app",
     "HTTPError",
     "LoadError",
     "Media",
+    "produces",
     "Registry",
     "ResolveError",
     "UploadFile",
     "ValidationError",
-    "asgi_app",
-    "fastapi_app",
-    "flask_app",
-    "produces",
     "wsgi_app",
 ]

@@ -77,10 +77,13 @@ def etag_for_bytes(body: bytes) -> str:
 
 def content_disposition(disposition: str, filename: str) -> str:
     """``inline`` or ``attachment`` with an ASCII ``filename`` and, when needed, RFC 5987's ``filename*``."""
-    ascii_name = unicodedata.normalize("NFKD", filename).encode("ascii", "ignore").decode("ascii")
-    ascii_name = "".join(ch if 32 <= ord(ch) < 127 else "_" for ch in ascii_name) or "download"
-    quoted = ascii_name.replace("\\", "\\\\").replace('"', '\\"')
-    value = f'{disposition}; filename="{quoted}"'
+    # "Vögel" falls back to "Vogel"; what has no ASCII form, and quotes or backslashes that some
+    # clients mis-parse inside a quoted string, become "_". filename* keeps the exact name.
+    decomposed = unicodedata.normalize("NFKD", filename)
+    ascii_name = "".join(
+        ch if 32 <= ord(ch) < 127 and ch not in '"\\' else "_" for ch in decomposed if not unicodedata.combining(ch)
+    )
+    value = f'{disposition}; filename="{ascii_name}"'
     if ascii_name != filename:
         value += f"; filename*=UTF-8''{quote(filename, safe='')}"
     return value

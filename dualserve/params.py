@@ -8,6 +8,7 @@ their framework parsed, and this module answers with keyword arguments or a
 from __future__ import annotations
 
 import inspect
+import json
 import re
 import typing
 from collections.abc import Callable, Iterable
@@ -75,7 +76,15 @@ class Parameters:
         try:
             instance = self.model.model_validate(data)
         except pydantic.ValidationError as exc:
-            raise _validation_error(exc, location) from exc
+            # Text cannot say 1 (for Literal[1]) or {"a": 2} (for a model) any other way: read the
+            # failing values as JSON and try once more.
+            retry = _json_decoded(data, {error["loc"][0] for error in exc.errors() if error["loc"]})
+            if retry is None:
+                raise _validation_error(exc, location) from exc
+            try:
+                instance = self.model.model_validate(retry)
+            except pydantic.ValidationError as retry_exc:
+                raise _validation_error(retry_exc, location) from retry_exc
         return _arguments(instance)
 
 
@@ -108,6 +117,22 @@ def docstring_arguments(docstring: str) -> dict[str, str]:
         elif current is not None:
             descriptions[current] = f"{descriptions[current]} {stripped}".strip()
     return descriptions
+
+
+def _json_decoded(data: dict[str, Any], names: set[Any]) -> dict[str, Any] | None:
+    changed = False
+    decoded = dict(data)
+    for name in names & data.keys():
+        values = data[name] if isinstance(data[name], list) else [data[name]]
+        parsed = []
+        for value in values:
+            try:
+                parsed.append(json.loads(value) if isinstance(value, str) else value)
+                changed = changed or isinstance(value, str)
+            except ValueError:
+                parsed.append(value)
+        decoded[name] = parsed if isinstance(data[name], list) else parsed[0]
+    return decoded if changed else None
 
 
 def _arguments(instance: BaseModel) -> dict[str, Any]:

@@ -1,0 +1,33 @@
+# `make run` and `make test` each build .venv on first use; nothing else needs installing.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+HOST ?= 127.0.0.1
+PORT ?= 1416
+SERVER ?= uvicorn
+
+.PHONY: run test check format clean
+
+$(BIN)/dualserve: setup.cfg pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e '.[dev,huggingface]'
+	touch $@
+
+run: $(BIN)/dualserve
+	$(BIN)/dualserve run --pipelines-dir examples/pipeline_wrappers --host $(HOST) --port $(PORT) --server $(SERVER)
+
+test: $(BIN)/dualserve
+	$(BIN)/python -m pytest
+
+check: $(BIN)/dualserve
+	$(BIN)/ruff format --check .
+	$(BIN)/ruff check .
+	$(BIN)/mypy
+
+format: $(BIN)/dualserve
+	$(BIN)/ruff format .
+	$(BIN)/ruff check --fix .
+
+clean:
+	rm -rf $(VENV) build *.egg-info .pytest_cache .mypy_cache .ruff_cache

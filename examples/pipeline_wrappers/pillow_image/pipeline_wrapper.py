@@ -1,0 +1,31 @@
+"""Render a picture with Pillow and return the PIL image itself: dualserve encodes it (PNG by default)."""
+
+from __future__ import annotations
+
+from PIL import Image, ImageDraw, ImageFont
+
+from dualserve import BasePipelineWrapper
+
+
+class PipelineWrapper(BasePipelineWrapper):
+    def setup(self) -> None:
+        # Loaded once per process, not per request.
+        self.font = ImageFont.load_default(size=32)
+
+    def run_api(self, prompt: str, width: int = 512, height: int = 512, background: str = "#1e3a5f") -> Image.Image:
+        """Draw the prompt on a coloured card.
+
+        Args:
+            prompt: the text to draw.
+            width: width in pixels, 16 to 2048.
+            height: height in pixels, 16 to 2048.
+            background: any colour Pillow understands, such as "navy" or "#1e3a5f".
+        """
+        width, height = (max(16, min(2048, side)) for side in (width, height))
+        image = Image.new("RGB", (width, height), background)
+        draw = ImageDraw.Draw(image)
+        for step in range(0, max(width, height), 32):
+            draw.line([(step, 0), (0, step)], fill="#ffffff22" if step % 64 else "#ffffff44", width=2)
+        draw.rounded_rectangle([width // 10, height // 3, width * 9 // 10, height * 2 // 3], radius=24, fill="white")
+        draw.text((width // 2, height // 2), prompt, fill="#1e3a5f", font=self.font, anchor="mm")
+        return image

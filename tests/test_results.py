@@ -1,0 +1,206 @@
+"""The return protocol and the HTTP rules, core only: no framework involved."""
+
+from __future__ import annotations
+
+import io
+import struct
+from pathlib import Path
+from typing import Any
+
+import numpy
+import pytest
+from PIL import Image
+
+from dualserve import HTTPError, Media, ResolveError
+from dualserve.http import content_disposition, render
+from dualserve.requests import Request
+from dualserve.results import BytesResult, JSONResult, PathResult, StreamResult, resolve
+from dualserve.sniff import guess_from_bytes, guess_from_name
+
+from .wrappers import DATA, png_bytes
+
+
+def wav() -> bytes:
+    return b"RIFF" + struct.pack("<I", 36) + b"WAVEfmt " + struct.pack("<IHHIIHH", 16, 1, 1, 8000, 16000, 2, 16) + b"data\0\0\0\0"
+
+
+@pytest.mark.parametrize(
+    ("body", "media_type"),
+    [
+        pytest.param(png_bytes(), "image/png", id="png"),
+        pytest.param(b"\xff\xd8\xff\xe0" + b"\0" * 16, "image/jpeg", id="jpeg"),
+        pytest.param(b"GIF89a" + b"\0" * 16, "image/gif", id="gif"),
+        pytest.param(b"RIFF\0\0\0\0WEBPVP8 " + b"\0" * 16, "image/webp", id="webp"),
+        pytest.param(b"%PDF-1.7\n", "application/pdf", id="pdf"),
+        pytest.param(b"PK\x03\x04" + b"\0" * 40, "application/zip", id="zip"),
+        pytest.param(wav(), "audio/wav", id="wav"),
+        pytest.param(b"ID3\x03" + b"\0" * 40, "audio/mpeg", id="mp3"),
+        pytest.param(b"hello", None, id="text-unknown"),
+        pytest.param(b"", None, id="empty"),
+    ],
+)
+def test_sniff(body: bytes, media_type: str | None) -> None:
+    assert guess_from_bytes(body) == media_type
+
+
+@pytest.mark.parametrize(
+    ("name", "media_type"),
+    [
+        ("a.png", "image/png"),
+        ("A.JPG", "image/jpeg"),
+        ("notes.txt", "text/plain; charset=utf-8"),
+        ("tone.wav", "audio/wav"),
+        ("page.svg", "image/svg+xml"),
+        ("no-extension", None),
+        ("archive.tar.xyzzy", None),
+    ],
+)
+def test_guess_from_name(name: str, media_type: str | None) -> None:
+    assert guess_from_name(name) == media_type
+
+
+@pytest.mark.parametrize(
+    ("value", "kind", "media_type"),
+    [
+        pytest.param(png_bytes(), BytesResult, "image/png", id="bytes"),
+        pytest.param(bytearray(b"%PDF-1.4"), BytesResult, "application/pdf", id="bytearray"),
+        pytest.param(memoryview(b"\0\1"), BytesResult, "application/octet-stream", id="memoryview"),
+        pytest.param(io.BytesIO(png_bytes()), BytesResult, "image/png", id="bytesio"),
+        pytest.param(DATA / "sample.png", PathResult, "image/png", id="path"),
+        pytest.param(Image.new("L", (2, 2)), BytesResult, "image/png", id="pil"),
+        pytest.param(numpy.zeros((2, 2, 3), numpy.uint8), BytesResult, "image/png", id="numpy"),
+        pytest.param(iter([b"a"]), StreamResult, None, id="iterator"),
+        pytest.param({"a": 1}, JSONResult, "application/json", id="dict"),
+        pytest.param("some/path.png", JSONResult, "application/json", id="str-is-never-a-path"),
+        pytest.param([1, 2], JSONResult, "application/json", id="list"),
+        pytest.param(3.5, JSONResult, "application/json", id="number"),
+    ],
+)
+def test_resolve_kinds(value: Any, kind: type, media_type: str | None) -> None:
+    result = resolve(value)
+    assert type(result) is kind
+    assert result.media_type == media_type
+
+
+def test_declared_type_wins_over_sniffing() -> None:
+    assert resolve(png_bytes(), ("application/x-thing",)).media_type == "application/x-thing"
+
+
+def test_declared_image_type_picks_the_encoder() -> None:
+    result = resolve(Image.new("RGBA", (4, 4)), ("image/webp",))
+    assert isinstance(result, BytesResult)
+    assert Image.open(io.BytesIO(result.body)).format == "WEBP"
+
+
+@pytest.mark.parametrize(("format_name", "pil_name"), [("png", "PNG"), ("jpeg", "JPEG"), ("webp", "WEBP")])
+@pytest.mark.parametrize("mode", ["RGB", "RGBA", "L", "P", "LA"])
+def test_media_format_handles_every_mode(format_name: str, pil_name: str, mode: str) -> None:
+    result = resolve(Media(Image.new(mode, (3, 3)), format=format_name, quality=80))
+    assert isinstance(result, BytesResult)
+    assert Image.open(io.BytesIO(result.body)).format == pil_name
+
+
+def test_jpeg_flattens_alpha_onto_white() -> None:
+    result = resolve(Media(Image.new("RGBA", (2, 2), (0, 0, 0, 0)), format="jpeg", quality=100))
+    assert isinstance(result, BytesResult)
+    assert Image.open(io.BytesIO(result.body)).getpixel((0, 0)) == (255, 255, 255)
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        pytest.param(numpy.zeros((2, 2), numpy.float32), id="float-array"),
+        pytest.param(numpy.zeros((2, 2, 2), numpy.uint8), id="two-channels"),
+    ],
+)
+def test_unservable_arrays_are_resolve_errors(value: Any) -> None:
+    with pytest.raises(ResolveError):
+        resolve(value)
+
+
+@pytest.mark.parametrize(
+    ("media", "message"),
+    [
+        pytest.param(Media(b"x", delete_after=True), "needs a path", id="delete-after-bytes"),
+        pytest.param(Media(b"x", format="png"), "images only", id="format-on-bytes"),
+        pytest.param(Media(b"x", headers={"Content-Type": "a/b"}), "cannot set", id="reserved-header"),
+        pytest.param(Media(Media(b"x")), "another Media", id="nested"),
+    ],
+)
+def test_media_misuse_is_named(media: Media, message: str) -> None:
+    with pytest.raises(ResolveError, match=message):
+        resolve(media)
+
+
+@pytest.mark.parametrize(
+    "kwargs",
+    [{"disposition": "download"}, {"status_code": 99}, {"max_age": -1}, {"filename": "a\r\nb"}],
+)
+def test_media_rejects_bad_arguments(kwargs: dict[str, Any]) -> None:
+    with pytest.raises(ValueError):
+        Media(b"x", **kwargs)
+
+
+def test_media_filename_types_unknown_bytes() -> None:
+    assert resolve(Media(b"a,b\n", filename="table.csv")).media_type == "text/csv; charset=utf-8"
+
+
+def test_unserialisable_object_names_its_type() -> None:
+    with pytest.raises(ResolveError, match="object"):
+        resolve(object())
+
+
+def test_missing_path_is_404() -> None:
+    with pytest.raises(HTTPError) as info:
+        resolve(DATA / "nope.png")
+    assert info.value.status_code == 404
+
+
+def test_directory_is_not_a_file(tmp_path: Path) -> None:
+    with pytest.raises(ResolveError, match="regular file"):
+        resolve(tmp_path)
+
+
+def test_text_file_object_is_refused() -> None:
+    with pytest.raises(ResolveError, match="binary"):
+        resolve(io.StringIO("x"))
+
+
+@pytest.mark.parametrize(
+    ("name", "disposition", "expected"),
+    [
+        ("index.html", "inline", 'inline; filename="index.html"'),
+        ("Vögel.txt", "attachment", "attachment; filename=\"Vogel.txt\"; filename*=UTF-8''V%C3%B6gel.txt"),
+        ("测试.png", "inline", "inline; filename=\"__.png\"; filename*=UTF-8''%E6%B5%8B%E8%AF%95.png"),
+        ('say "hi".txt', "inline", "inline; filename=\"say _hi_.txt\"; filename*=UTF-8''say%20%22hi%22.txt"),
+    ],
+)
+def test_content_disposition(name: str, disposition: str, expected: str) -> None:
+    assert content_disposition(disposition, name) == expected
+
+
+def test_temp_file_deleted_by_cleanup(tmp_path: Path) -> None:
+    path = tmp_path / "out.png"
+    path.write_bytes(png_bytes())
+    reply = render(resolve(Media(path, delete_after=True)), Request("GET", {}))
+    assert path.exists()
+    reply.close()
+    assert not path.exists()
+
+
+def test_head_drops_body_and_closes_stream() -> None:
+    closed = []
+
+    def chunks():
+        try:
+            yield b"never sent"
+        finally:
+            closed.append(True)
+
+    stream = chunks()
+    next(stream)
+    result = StreamResult(chunks=stream, media_type="text/plain")
+    reply = render(result, Request("HEAD", {}))
+    assert reply.body == b""
+    reply.close()
+    assert closed == [True]
