@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import unicodedata
+from collections.abc import Callable
 from email.utils import formatdate
 from urllib.parse import quote
 
@@ -25,7 +26,7 @@ def render(result: Result, request: Request) -> Reply:
     """
     headers: list[tuple[str, str]] = [("content-type", result.media_type or "application/octet-stream")]
     body: bytes | FileBody | StreamBody
-    cleanups: list = []
+    cleanups: list[Callable[[], object]] = []
     if isinstance(result, BytesResult):
         headers.append(("content-length", str(len(result.body))))
         if result.is_media:

@@ -34,5 +34,5 @@ def compose_wsgi(service: Service) -> Flask:
     """Flask serving ``service`` at ``/``, with the FastAPI frontend mounted at ``/fastapi``."""
     app = flask_adapter.create_app(service)
     inner = ASGIMiddleware(fastapi_adapter.create_app(service))  # type: ignore[arg-type]
-    app.wsgi_app = DispatcherMiddleware(app.wsgi_app, {FASTAPI_PREFIX: inner})  # type: ignore[method-assign]
+    app.wsgi_app = DispatcherMiddleware(app.wsgi_app, {FASTAPI_PREFIX: inner})  # type: ignore[method-assign,dict-item]
     return app

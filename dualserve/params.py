@@ -162,4 +162,3 @@ def _mentions(annotation: Any, target: type) -> bool:
     if annotation is target:
         return True
     return any(_mentions(arg, target) for arg in typing.get_args(annotation))
-

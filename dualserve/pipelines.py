@@ -8,6 +8,7 @@ is recorded with its file and error; the others still serve.
 
 from __future__ import annotations
 
+import functools
 import importlib.util
 import inspect
 import logging
@@ -91,7 +92,7 @@ class Registry:
     @classmethod
     def from_wrappers(cls, wrappers: Mapping[str, SupportsRunApi]) -> Registry:
         """Set up each wrapper object (its ``setup()`` runs once, now) and serve it under its key."""
-        return cls._build([(name, lambda wrapper=wrapper: wrapper) for name, wrapper in wrappers.items()])
+        return cls._build([(name, functools.partial(_given, wrapper)) for name, wrapper in wrappers.items()])
 
     @classmethod
     def from_directory(cls, directory: str | Path) -> Registry:
@@ -103,7 +104,7 @@ class Registry:
             files = [(root.name, root / WRAPPER_FILE)]
         else:
             files = [(sub.name, sub / WRAPPER_FILE) for sub in sorted(root.iterdir()) if (sub / WRAPPER_FILE).is_file()]
-        registry = cls._build([(name, lambda path=path, name=name: load_wrapper(path, name)) for name, path in files])
+        registry = cls._build([(name, functools.partial(load_wrapper, path, name)) for name, path in files])
         logger.info("Serving pipelines %s from %s", sorted(registry.pipelines) or "(none)", root)
         return registry
 
@@ -147,6 +148,10 @@ def load_wrapper(path: Path, name: str) -> Any:
         return wrapper_class()
     except Exception as exc:
         raise LoadError(f"{path}: PipelineWrapper() raised {type(exc).__name__}: {exc}") from exc
+
+
+def _given(wrapper: Any) -> Any:
+    return wrapper
 
 
 def _set_up(name: str, wrapper: Any) -> Pipeline:

@@ -10,9 +10,9 @@ from __future__ import annotations
 
 import inspect
 import logging
-from http import HTTPStatus
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from dataclasses import dataclass, field
+from http import HTTPStatus
 from pathlib import Path
 from typing import Any
 

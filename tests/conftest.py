@@ -1,11 +1,11 @@
-"""Every frontend as an ``httpx.Client``, so one set of assertions runs against all four."""
+"""Every frontend as an ``httpx2.Client``, so one set of assertions runs against all four."""
 
 from __future__ import annotations
 
 import wsgiref.validate
 from collections.abc import Iterator
 
-import httpx
+import httpx2
 import pytest
 from starlette.testclient import TestClient
 
@@ -25,28 +25,28 @@ def service() -> Service:
     return Service(Registry.from_wrappers(make_wrappers()))
 
 
-def frontend_client(name: str, service: Service) -> httpx.Client:
+def frontend_client(name: str, service: Service) -> httpx2.Client:
     if name == "fastapi":
         return TestClient(fastapi_adapter.create_app(service))
     if name == "flask":
         app = wsgiref.validate.validator(flask_adapter.create_app(service))
-        return httpx.Client(transport=httpx.WSGITransport(app=app), base_url="http://testserver")
+        return httpx2.Client(transport=httpx2.WSGITransport(app=app), base_url="http://testserver")
     if name == "flask-in-fastapi":
         return TestClient(compose_asgi(service), base_url="http://testserver/flask")
     if name == "fastapi-in-flask":
         app = compose_wsgi(service)
-        return httpx.Client(transport=httpx.WSGITransport(app=app), base_url="http://testserver/fastapi")
+        return httpx2.Client(transport=httpx2.WSGITransport(app=app), base_url="http://testserver/fastapi")
     raise ValueError(name)
 
 
 @pytest.fixture(params=FRONTENDS)
-def client(request: pytest.FixtureRequest, service: Service) -> Iterator[httpx.Client]:
+def client(request: pytest.FixtureRequest, service: Service) -> Iterator[httpx2.Client]:
     with frontend_client(request.param, service) as client:
         yield client
 
 
 @pytest.fixture
-def clients(service: Service) -> Iterator[dict[str, httpx.Client]]:
+def clients(service: Service) -> Iterator[dict[str, httpx2.Client]]:
     """All four frontends at once, to compare their answers to one request."""
     opened = {name: frontend_client(name, service) for name in FRONTENDS}
     try:

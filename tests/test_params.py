@@ -34,7 +34,10 @@ PARAMETERS = Parameters(run_api, "demo")
 
 
 def test_docstring_args() -> None:
-    assert docstring_arguments(run_api.__doc__ or "") == {"prompt": "what to draw, over two lines.", "count": "how many."}
+    assert docstring_arguments(run_api.__doc__ or "") == {
+        "prompt": "what to draw, over two lines.",
+        "count": "how many.",
+    }
 
 
 def test_descriptions_reach_the_schema() -> None:
@@ -51,7 +54,9 @@ def test_descriptions_reach_the_schema() -> None:
         pytest.param([("prompt", "a"), ("prompt", "b")], {"prompt": "b"}, id="last-value-wins"),
         pytest.param([("prompt", "p"), ("count", "2")], {"count": 2}, id="literal-int-from-text"),
         pytest.param([("prompt", "p"), ("box", '{"side": 3}')], {"box": Box(side=3)}, id="model-from-json-text"),
-        pytest.param([("prompt", "p"), ("flags", "true"), ("flags", "0")], {"flags": [True, False]}, id="repeated-list"),
+        pytest.param(
+            [("prompt", "p"), ("flags", "true"), ("flags", "0")], {"flags": [True, False]}, id="repeated-list"
+        ),
         pytest.param([("prompt", "p"), ("unknown", "x")], {"prompt": "p"}, id="unknown-ignored"),
     ],
 )

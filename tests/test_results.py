@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import struct
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -21,7 +22,13 @@ from .wrappers import DATA, png_bytes
 
 
 def wav() -> bytes:
-    return b"RIFF" + struct.pack("<I", 36) + b"WAVEfmt " + struct.pack("<IHHIIHH", 16, 1, 1, 8000, 16000, 2, 16) + b"data\0\0\0\0"
+    return (
+        b"RIFF"
+        + struct.pack("<I", 36)
+        + b"WAVEfmt "
+        + struct.pack("<IHHIIHH", 16, 1, 1, 8000, 16000, 2, 16)
+        + b"data\0\0\0\0"
+    )
 
 
 @pytest.mark.parametrize(
@@ -191,7 +198,7 @@ def test_temp_file_deleted_by_cleanup(tmp_path: Path) -> None:
 def test_head_drops_body_and_closes_stream() -> None:
     closed = []
 
-    def chunks():
+    def chunks() -> Iterator[bytes]:
         try:
             yield b"never sent"
         finally:

@@ -108,7 +108,9 @@ class AsyncStreamWrapper(BasePipelineWrapper):
 
 
 class AsyncJSONWrapper(BasePipelineWrapper):
-    async def run_api(self, shape: Shape, options: Options | None = None, tags: list[str] | None = None) -> dict:
+    async def run_api(
+        self, shape: Shape, options: Options | None = None, tags: list[str] | None = None
+    ) -> dict[str, object]:
         await asyncio.sleep(0)
         return {"shape": shape.value, "options": options, "tags": tags, "text": "é"}
 
@@ -158,7 +160,7 @@ class FailingStreamWrapper(BasePipelineWrapper):
 
 
 class UploadWrapper(BasePipelineWrapper):
-    def run_api(self, file: UploadFile, label: str = "x") -> dict:
+    def run_api(self, file: UploadFile, label: str = "x") -> dict[str, object]:
         data = file.read()
         return {"filename": file.filename, "content_type": file.content_type, "size": len(data), "label": label}
 

@@ -18,6 +18,7 @@ from starlette.datastructures import UploadFile as StarletteUploadFile
 from starlette.exceptions import HTTPException
 from starlette.requests import Request as StarletteRequest
 from starlette.responses import Response, StreamingResponse
+from starlette.routing import Route
 from starlette.types import Receive, Scope, Send
 
 from ..exceptions import ResolveError
@@ -37,8 +38,7 @@ def create_app(service: Service) -> FastAPI:
     app = FastAPI(title="dualserve", docs_url=None, redoc_url=None, openapi_url=None)
     # Flask does not redirect /status/ to /status; neither do we, so both answer 404 alike.
     app.router.redirect_slashes = False
-    app.router.add_route("/status", _Endpoint(service, None))
-    app.router.add_route("/{name}/run", _Endpoint(service, "name"))
+    app.router.routes += [Route("/status", _Endpoint(service, None)), Route("/{name}/run", _Endpoint(service, "name"))]
     app.add_exception_handler(HTTPException, _http_exception)
     app.state.dualserve = service
     return app

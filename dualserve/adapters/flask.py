@@ -99,7 +99,7 @@ def to_response(reply: Reply) -> flask.Response:
 
 
 def _file_iterable(body: FileBody, on_close: Callable[[], None]) -> Any:
-    file = _ClosingFile(open(body.path, "rb"), on_close)  # noqa: SIM115 - closed by the server
+    file = _ClosingFile(open(body.path, "rb"), on_close)
     file.seek(body.start)
     wrapper = flask.request.environ.get("wsgi.file_wrapper")
     if wrapper is not None:

@@ -32,6 +32,12 @@ class PipelineWrapper(BasePipelineWrapper):
 
 def _wav_header(frames: int) -> bytes:
     data_size = frames * 2
-    return b"RIFF" + struct.pack("<I", 36 + data_size) + b"WAVE" + b"fmt " + struct.pack(
-        "<IHHIIHH", 16, 1, 1, RATE, RATE * 2, 2, 16
-    ) + b"data" + struct.pack("<I", data_size)
+    return (
+        b"RIFF"
+        + struct.pack("<I", 36 + data_size)
+        + b"WAVE"
+        + b"fmt "
+        + struct.pack("<IHHIIHH", 16, 1, 1, RATE, RATE * 2, 2, 16)
+        + b"data"
+        + struct.pack("<I", data_size)
+    )

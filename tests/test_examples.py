@@ -1,0 +1,108 @@
+"""The examples `make run` serves, on every frontend and on a real server as the README shows them."""
+
+from __future__ import annotations
+
+import io
+import struct
+import wave
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx2
+import pytest
+from PIL import Image
+
+from dualserve import Registry
+from dualserve.service import Service
+
+from .conftest import FRONTENDS, frontend_client
+from .servers import MOUNTED, dualserve_run
+
+EXAMPLES = Path(__file__).parent.parent / "examples" / "pipeline_wrappers"
+
+
+@pytest.fixture(scope="module")
+def examples_service() -> Service:
+    registry = Registry.from_directory(EXAMPLES)
+    assert registry.failures == {}
+    return Service(registry)
+
+
+@pytest.fixture(params=FRONTENDS)
+def client(request: pytest.FixtureRequest, examples_service: Service) -> Iterator[httpx2.Client]:
+    with frontend_client(request.param, examples_service) as client:
+        yield client
+
+
+def image(response: httpx2.Response) -> Image.Image:
+    assert response.status_code == 200, response.content
+    return Image.open(io.BytesIO(response.content))
+
+
+def test_every_example_has_a_readme_with_a_curl_line() -> None:
+    folders = [path.parent for path in EXAMPLES.glob("*/pipeline_wrapper.py")]
+    assert len(folders) >= 4
+    for folder in folders:
+        readme = (folder / "README.md").read_text()
+        assert f"/{folder.name}/run" in readme and "curl" in readme, folder.name
+
+
+def test_pillow_image(client: httpx2.Client) -> None:
+    response = client.post("pillow_image/run", json={"prompt": "hello", "width": 320, "height": 200})
+    assert response.headers["content-type"] == "image/png"
+    picture = image(response)
+    assert (picture.format, picture.size) == ("PNG", (320, 200))
+    # The card is white in the middle, where the text goes, over the background colour.
+    assert picture.getpixel((5, 5)) != picture.getpixel((160 // 4, 100))
+
+
+def test_pillow_image_needs_a_prompt(client: httpx2.Client) -> None:
+    response = client.post("pillow_image/run", json={})
+    assert response.status_code == 422
+    assert response.json()["detail"][0]["loc"] == ["body", "prompt"]
+
+
+def test_png_bytes(client: httpx2.Client) -> None:
+    response = client.get("png_bytes/run", params={"width": 100, "height": 10})
+    assert response.headers["content-type"] == "image/png"
+    assert image(response).size == (100, 10)
+
+
+def test_file_on_disk(client: httpx2.Client) -> None:
+    logo = (EXAMPLES / "file_on_disk" / "assets" / "logo.png").read_bytes()
+    response = client.post("file_on_disk/run", json={"name": "logo.png"})
+    assert response.content == logo
+    assert response.headers["content-disposition"] == 'inline; filename="logo.png"'
+    assert "last-modified" in response.headers and "etag" in response.headers
+    text = client.get("file_on_disk/run", params={"name": "readme.txt", "download": "true"})
+    assert text.headers["content-type"] == "text/plain; charset=utf-8"
+    assert text.headers["content-disposition"] == 'attachment; filename="readme.txt"'
+    assert client.get("file_on_disk/run", params={"name": "../../etc/passwd"}).status_code == 422
+
+
+def test_byte_stream_is_a_valid_wav(client: httpx2.Client) -> None:
+    response = client.post("byte_stream/run", json={"frequency": 440, "seconds": 0.5})
+    assert response.status_code == 200
+    assert response.headers["content-type"] == "audio/wav"
+    assert "content-length" not in response.headers
+    with wave.open(io.BytesIO(response.content)) as audio:
+        assert (audio.getframerate(), audio.getnframes(), audio.getsampwidth()) == (16000, 8000, 2)
+        samples = struct.unpack("<100h", audio.readframes(100))
+    assert max(samples) > 1000
+
+
+@pytest.mark.parametrize("server", ["uvicorn", "gunicorn"])
+def test_readme_curl_on_a_real_server(server: str) -> None:
+    # What `make run` serves, called as the README shows: POST JSON, save a PNG, at / and mounted.
+    with dualserve_run(EXAMPLES, server) as url:
+        for base in (url, url + MOUNTED[server]):
+            response = httpx2.post(
+                f"{base}/pillow_image/run",
+                headers={"Content-Type": "application/json"},
+                content=b'{"prompt": "a cat", "width": 256, "height": 128}',
+                timeout=20,
+            )
+            assert image(response).size == (256, 128)
+            stream = httpx2.get(f"{base}/byte_stream/run", params={"seconds": 1}, timeout=20)
+            assert stream.headers.get("transfer-encoding") == "chunked"
+            assert stream.content[:4] == b"RIFF"
