@@ -24,6 +24,7 @@ class Request:
     :param query: the query string's pairs, in order.
     :param body: the raw body, for anything but a form.
     :param form: the parsed fields and :class:`~dualserve.UploadFile` parts of a form body.
+    :param native: the framework family of the frontend that received it.
     """
 
     method: str
@@ -31,3 +32,5 @@ class Request:
     query: Sequence[tuple[str, str]] = ()
     body: bytes = b""
     form: Sequence[tuple[str, Any]] | None = None
+    #: Whose response objects this frontend can pass through untouched: "starlette" or "werkzeug".
+    native: str = ""

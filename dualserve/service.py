@@ -141,6 +141,11 @@ class Call:
 
     def _render(self, result: Result) -> Reply:
         if isinstance(result, NativeResult):
+            if result.family != self.request.native:
+                raise ResolveError(
+                    f"run_api returned a {result.family} {type(result.response).__name__}, which this frontend "
+                    f"cannot send; return bytes, a Path, an iterator or a Media to be served by every frontend."
+                )
             return Reply(result.status_code, [], native=result.response)
         return render(result, self.request)
 

@@ -21,7 +21,6 @@ from starlette.responses import Response, StreamingResponse
 from starlette.routing import Route
 from starlette.types import Receive, Scope, Send
 
-from ..exceptions import ResolveError
 from ..replies import FileBody, Reply, StreamBody, error_reply, framework_error
 from ..requests import Request
 from ..service import Service
@@ -84,7 +83,7 @@ async def to_request(request: StarletteRequest, read_body: bool = True) -> Reque
             form = [(key, _upload(value)) for key, value in parsed.multi_items()]
         else:
             body = await request.body()
-    return Request(request.method, request.headers, request.query_params.multi_items(), body, form)
+    return Request(request.method, request.headers, request.query_params.multi_items(), body, form, "starlette")
 
 
 def _upload(value: Any) -> Any:
@@ -96,9 +95,8 @@ def _upload(value: Any) -> Any:
 def to_response(reply: Reply) -> Response:
     """A Starlette response sending exactly the reply's status, headers and body."""
     if reply.native is not None:
-        if isinstance(reply.native, Response):
-            return reply.native
-        raise ResolveError(f"A {type(reply.native).__name__} cannot be served by the FastAPI frontend yet.")
+        native: Response = reply.native
+        return native
     background = BackgroundTask(reply.aclose) if reply.cleanups else None
     body = reply.body
     response: Response

@@ -9,7 +9,6 @@ import flask
 from werkzeug.datastructures import FileStorage, Headers
 from werkzeug.exceptions import HTTPException
 
-from ..exceptions import ResolveError
 from ..replies import FileBody, Reply, StreamBody, error_reply, framework_error
 from ..requests import Request
 from ..service import Service
@@ -70,7 +69,7 @@ def to_request(request: flask.Request, read_body: bool = True) -> Request:
             form = [*request.form.items(multi=True), *((k, _upload(v)) for k, v in request.files.items(multi=True))]
         else:
             body = request.get_data(cache=False)
-    return Request(request.method, request.headers, list(request.args.items(multi=True)), body, form)
+    return Request(request.method, request.headers, list(request.args.items(multi=True)), body, form, "werkzeug")
 
 
 def _upload(storage: FileStorage) -> UploadFile:
@@ -80,9 +79,8 @@ def _upload(storage: FileStorage) -> UploadFile:
 def to_response(reply: Reply) -> flask.Response:
     """A Flask response sending exactly the reply's status, headers and body."""
     if reply.native is not None:
-        if isinstance(reply.native, flask.Response):
-            return reply.native
-        raise ResolveError(f"A {type(reply.native).__name__} cannot be served by the Flask frontend yet.")
+        native: flask.Response = reply.native
+        return native
     body = reply.body
     response: flask.Response
     if isinstance(body, bytes):

@@ -24,8 +24,8 @@ class PipelineWrapper(BasePipelineWrapper):
         width, height = (max(16, min(2048, side)) for side in (width, height))
         image = Image.new("RGB", (width, height), background)
         draw = ImageDraw.Draw(image)
-        for step in range(0, max(width, height), 32):
-            draw.line([(step, 0), (0, step)], fill="#ffffff22" if step % 64 else "#ffffff44", width=2)
+        for step in range(0, width + height, 24):
+            draw.line([(step, 0), (step - height, height)], fill="#2b5283", width=6)
         draw.rounded_rectangle([width // 10, height // 3, width * 9 // 10, height * 2 // 3], radius=24, fill="white")
         draw.text((width // 2, height // 2), prompt, fill="#1e3a5f", font=self.font, anchor="mm")
         return image
