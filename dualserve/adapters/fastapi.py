@@ -7,21 +7,21 @@ machinery, which would second-guess the core, is not in the way.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
 import anyio
 from fastapi import FastAPI
-from starlette.background import BackgroundTask
 from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import UploadFile as StarletteUploadFile
 from starlette.exceptions import HTTPException
+from starlette.formparsers import MultiPartException
 from starlette.requests import Request as StarletteRequest
-from starlette.responses import Response, StreamingResponse
+from starlette.responses import Response
 from starlette.routing import Route
-from starlette.types import Receive, Scope, Send
+from starlette.types import Message, Receive, Scope, Send
 
-from ..replies import FileBody, Reply, StreamBody, error_reply, framework_error
+from ..replies import FileBody, Reply, StreamBody, framework_error
 from ..requests import Request
 from ..service import Service
 from ..uploads import UploadFile
@@ -53,37 +53,60 @@ class _Endpoint:
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         starlette_request = StarletteRequest(scope, receive)
         if self.name_param is None:
-            reply = self.service.status(await to_request(starlette_request, read_body=False))
+            reply = self.service.status(_without_body(starlette_request))
         else:
             reply = await self._run(starlette_request, scope["path_params"][self.name_param])
         await to_response(reply)(scope, receive, send)
 
     async def _run(self, starlette_request: StarletteRequest, name: str) -> Reply:
-        try:
-            request = await to_request(starlette_request)
-        except (HTTPException, ValueError) as exc:
-            return error_reply(400, f"The form body could not be parsed: {getattr(exc, 'detail', exc)}")
+        request = await to_request(starlette_request, self.service)
+        if isinstance(request, Reply):
+            return request
         outcome = self.service.prepare(name, request)
         if isinstance(outcome, Reply):
             reply = outcome
         else:
             reply = await outcome.run_async(run_in_threadpool)
-        if request.form is not None:
-            reply.cleanups.append(starlette_request.close)
+        for _, value in request.form or ():
+            if isinstance(value, UploadFile):
+                reply.cleanups.append(value.stream.close)
         return reply
 
 
-async def to_request(request: StarletteRequest, read_body: bool = True) -> Request:
-    """The core's view of a Starlette request; form bodies are parsed by Starlette."""
-    body = b""
+async def to_request(request: StarletteRequest, service: Service) -> Request | Reply:
+    """The core's view of a Starlette request, or the core's answer to a body it cannot take."""
+    if request.method != "POST":
+        return _without_body(request)
+    limit = service.max_body_size
+    declared = request.headers.get("content-length", "")
+    if declared.isdigit() and int(declared) > limit:
+        return service.body_too_large()
+    body = bytearray()
+    async for chunk in request.stream():
+        body += chunk
+        if len(body) > limit:
+            return service.body_too_large()
     form: list[tuple[str, Any]] | None = None
-    if read_body and request.method == "POST":
-        if request.headers.get("content-type", "").lower().startswith(_FORM_TYPES):
-            parsed = await request.form()
-            form = [(key, _upload(value)) for key, value in parsed.multi_items()]
-        else:
-            body = await request.body()
-    return Request(request.method, request.headers, request.query_params.multi_items(), body, form, "starlette")
+    if request.headers.get("content-type", "").lower().startswith(_FORM_TYPES):
+        try:
+            parsed = await StarletteRequest(request.scope, _replay(bytes(body))).form()
+        except (HTTPException, MultiPartException, ValueError):
+            return service.malformed_form()
+        form = [(key, _upload(value)) for key, value in parsed.multi_items()]
+        body = bytearray()
+    return Request("POST", request.headers, request.query_params.multi_items(), bytes(body), form, "starlette")
+
+
+def _without_body(request: StarletteRequest) -> Request:
+    return Request(request.method, request.headers, request.query_params.multi_items(), native="starlette")
+
+
+def _replay(body: bytes) -> Receive:
+    # The body was read once, under the size limit; Starlette's form parser reads it again from here.
+    async def receive() -> Message:
+        return {"type": "http.request", "body": body, "more_body": False}
+
+    return receive
 
 
 def _upload(value: Any) -> Any:
@@ -97,38 +120,54 @@ def to_response(reply: Reply) -> Response:
     if reply.native is not None:
         native: Response = reply.native
         return native
-    background = BackgroundTask(reply.aclose) if reply.cleanups else None
-    body = reply.body
-    response: Response
-    if isinstance(body, bytes):
-        response = Response(body, reply.status_code, background=background)
-    elif isinstance(body, FileBody):
-        response = _FileBodyResponse(body, reply.status_code, background=background)
-    else:
-        assert isinstance(body, StreamBody)
-        response = StreamingResponse(body.chunks, reply.status_code, background=background)
-    # The core decided every header; Starlette's own (content-length, charset) must not be added.
-    response.raw_headers = [(name.encode("latin-1"), value.encode("latin-1")) for name, value in reply.headers]
-    return response
+    return _ReplyResponse(reply)
 
 
-class _FileBodyResponse(Response):
-    """Sends ``length`` bytes of a file from ``start``, in large reads off the event loop."""
+class _ReplyResponse(Response):
+    """Sends a core Reply as it is, and runs its cleanups however the response ends.
 
-    def __init__(self, body: FileBody, status_code: int, background: BackgroundTask | None) -> None:
-        super().__init__(None, status_code, background=background)
-        self.file_body = body
+    ``Response.__init__`` is skipped on purpose: it would add headers the core already decided.
+    A file or stream body is sent while a second task watches for ``http.disconnect`` (uvicorn
+    drops writes to a closed connection silently), so a client that goes away stops the read
+    or the generator within one chunk, and the generator is closed rather than left to the GC.
+    """
+
+    def __init__(self, reply: Reply) -> None:
+        self.reply = reply
+        self.status_code = reply.status_code
+        self.background = None
+        self.body = reply.body if isinstance(reply.body, bytes) else b""
+        self.raw_headers = [(name.encode("latin-1"), value.encode("latin-1")) for name, value in reply.headers]
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        await send({"type": "http.response.start", "status": self.status_code, "headers": self.raw_headers})
-        async for chunk in _read_range(self.file_body):
-            await send({"type": "http.response.body", "body": chunk, "more_body": True})
-        await send({"type": "http.response.body", "body": b"", "more_body": False})
-        if self.background is not None:
-            await self.background()
+        body = self.reply.body
+        try:
+            await send({"type": "http.response.start", "status": self.status_code, "headers": self.raw_headers})
+            if isinstance(body, bytes):
+                await send({"type": "http.response.body", "body": body, "more_body": False})
+                return
+            async with anyio.create_task_group() as group:
+                group.start_soon(_cancel_on_disconnect, receive, group.cancel_scope)
+                if isinstance(body, FileBody):
+                    await _send_file(body, send)
+                else:
+                    await _send_stream(body, send)
+                await send({"type": "http.response.body", "body": b"", "more_body": False})
+                group.cancel_scope.cancel()
+        finally:
+            with anyio.CancelScope(shield=True):
+                if isinstance(body, StreamBody):
+                    await _close_stream(body)
+                await self.reply.aclose()
 
 
-async def _read_range(body: FileBody) -> AsyncIterator[bytes]:
+async def _cancel_on_disconnect(receive: Receive, scope: anyio.CancelScope) -> None:
+    while (await receive())["type"] != "http.disconnect":
+        pass  # a request body nobody read; keep listening
+    scope.cancel()
+
+
+async def _send_file(body: FileBody, send: Send) -> None:
     remaining = body.length
     async with await anyio.open_file(body.path, "rb") as file:
         await file.seek(body.start)
@@ -137,7 +176,38 @@ async def _read_range(body: FileBody) -> AsyncIterator[bytes]:
             if not chunk:
                 break
             remaining -= len(chunk)
-            yield chunk
+            await send({"type": "http.response.body", "body": chunk, "more_body": True})
+
+
+async def _send_stream(body: StreamBody, send: Send) -> None:
+    chunks = body.chunks
+    if isinstance(chunks, AsyncIterator):
+        async for chunk in chunks:
+            await send({"type": "http.response.body", "body": chunk, "more_body": True})
+        return
+    # A sync generator runs in a worker thread, one chunk per call; a cancelled send waits for
+    # the chunk in progress, so the generator is never closed while it is running.
+    while True:
+        chunk: bytes | None = await anyio.to_thread.run_sync(_next_chunk, chunks)
+        if chunk is None:
+            return
+        await send({"type": "http.response.body", "body": chunk, "more_body": True})
+
+
+def _next_chunk(chunks: Iterator[bytes]) -> bytes | None:
+    return next(chunks, None)
+
+
+async def _close_stream(body: StreamBody) -> None:
+    chunks = body.chunks
+    if isinstance(chunks, AsyncIterator):
+        aclose = getattr(chunks, "aclose", None)
+        if aclose is not None:
+            await aclose()
+    else:
+        close = getattr(chunks, "close", None)
+        if close is not None:
+            await anyio.to_thread.run_sync(close)
 
 
 async def _http_exception(request: StarletteRequest, exc: Exception) -> Response:

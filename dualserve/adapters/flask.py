@@ -7,9 +7,9 @@ from typing import IO, Any
 
 import flask
 from werkzeug.datastructures import FileStorage, Headers
-from werkzeug.exceptions import HTTPException
+from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
 
-from ..replies import FileBody, Reply, StreamBody, error_reply, framework_error
+from ..replies import FileBody, Reply, StreamBody, framework_error
 from ..requests import Request
 from ..service import Service
 from ..uploads import UploadFile
@@ -35,7 +35,7 @@ def create_app(service: Service) -> flask.Flask:
     app.add_url_rule(
         "/status",
         "status",
-        lambda: to_response(service.status(to_request(flask.request, read_body=False))),
+        lambda: to_response(service.status(_without_body(flask.request))),
         methods=_ALL_METHODS,
         provide_automatic_options=False,
     )
@@ -52,24 +52,35 @@ def create_app(service: Service) -> flask.Flask:
 
 
 def _run(service: Service, name: str) -> Reply:
-    try:
-        request = to_request(flask.request)
-    except ValueError as exc:
-        return error_reply(400, f"The form body could not be parsed: {exc}")
+    request = to_request(flask.request, service)
+    if isinstance(request, Reply):
+        return request
     outcome = service.prepare(name, request)
     return outcome if isinstance(outcome, Reply) else outcome.run_sync()
 
 
-def to_request(request: flask.Request, read_body: bool = True) -> Request:
-    """The core's view of a Flask request; form bodies are parsed by Werkzeug."""
+def to_request(request: flask.Request, service: Service) -> Request | Reply:
+    """The core's view of a Flask request, or the core's answer to a body it cannot take."""
+    if request.method != "POST":
+        return _without_body(request)
+    # Werkzeug enforces the limit on the declared length and while reading a chunked body.
+    request.max_content_length = service.max_body_size
     body = b""
     form: list[tuple[str, Any]] | None = None
-    if read_body and request.method == "POST":
+    try:
         if (request.content_type or "").lower().startswith(_FORM_TYPES):
             form = [*request.form.items(multi=True), *((k, _upload(v)) for k, v in request.files.items(multi=True))]
         else:
             body = request.get_data(cache=False)
-    return Request(request.method, request.headers, list(request.args.items(multi=True)), body, form, "werkzeug")
+    except RequestEntityTooLarge:
+        return service.body_too_large()
+    except ValueError:
+        return service.malformed_form()
+    return Request("POST", request.headers, list(request.args.items(multi=True)), body, form, "werkzeug")
+
+
+def _without_body(request: flask.Request) -> Request:
+    return Request(request.method, request.headers, list(request.args.items(multi=True)), native="werkzeug")
 
 
 def _upload(storage: FileStorage) -> UploadFile:
