@@ -182,8 +182,8 @@ async def _send_file(body: FileBody, send: Send) -> None:
 async def _send_stream(body: StreamBody, send: Send) -> None:
     chunks = body.chunks
     if isinstance(chunks, AsyncIterator):
-        async for chunk in chunks:
-            await send({"type": "http.response.body", "body": chunk, "more_body": True})
+        async for piece in chunks:
+            await send({"type": "http.response.body", "body": piece, "more_body": True})
         return
     # A sync generator runs in a worker thread, one chunk per call; a cancelled send waits for
     # the chunk in progress, so the generator is never closed while it is running.
