@@ -72,13 +72,14 @@ def _render_representation(
         if precondition == 412:
             return error_reply(412, "Precondition Failed", cleanups=cleanups)
         if precondition == 304:
+            # RFC 9110 15.4.5: the ETag and caching headers a 200 would carry, no content headers.
             kept = [h for h in _headers(result, size=None) if h[0] not in ("content-type", "content-disposition")]
-            return Reply(304, validators + kept, b"", cleanups=cleanups)
+            return Reply(304, [("etag", etag), *kept], b"", cleanups=cleanups)
         span = _byte_range(request, size, etag, mtime)
         if span is None:
             return error_reply(416, "Range Not Satisfiable", [("content-range", f"bytes */{size}")], cleanups)
-        start, stop = span
-        if (start, stop) != (0, size):
+        if span is not _WHOLE:
+            start, stop = span
             status = 206
     headers = _headers(result, size=stop - start)
     if etag is not None:
@@ -126,18 +127,21 @@ def _preconditions(request: Request, etag: str, mtime: int | None) -> int | None
     return None
 
 
+_WHOLE = (0, -1)
+
+
 def _byte_range(request: Request, size: int, etag: str, mtime: int | None) -> tuple[int, int] | None:
-    """The ``(start, stop)`` to send: the whole body, one range, or None for 416."""
-    whole = (0, size)
+    """The ``(start, stop)`` of the one range to send, ``_WHOLE`` for a 200, or None for 416."""
     header = request.headers.get("range")
     if header is None:
-        return whole
+        return _WHOLE
     if_range = request.headers.get("if-range")
     if if_range is not None and not _if_range_holds(if_range, etag, mtime):
-        return whole
+        return _WHOLE
     parsed = parse_range_header(header)
     if parsed is None or parsed.units != "bytes" or len(parsed.ranges) != 1:
-        return whole
+        return _WHOLE
+    # Satisfiable ranges are 206 even when they cover the whole body, as RFC 9110 has it.
     return parsed.range_for_length(size)
 
 

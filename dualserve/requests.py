@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Protocol
 
 __all__ = ["HeaderLookup", "Request"]
 
@@ -22,8 +22,7 @@ class Request:
     :param method: the upper-case method.
     :param headers: case-insensitive request headers.
     :param query: the query string's pairs, in order.
-    :param body: the raw body, for anything but a form.
-    :param form: the parsed fields and :class:`~dualserve.UploadFile` parts of a form body.
+    :param body: the raw body, read in full under the size limit.
     :param native: the framework family of the frontend that received it.
     """
 
@@ -31,6 +30,5 @@ class Request:
     headers: HeaderLookup
     query: Sequence[tuple[str, str]] = ()
     body: bytes = b""
-    form: Sequence[tuple[str, Any]] | None = None
     #: Whose response objects this frontend can pass through untouched: "starlette" or "werkzeug".
     native: str = ""

@@ -13,14 +13,18 @@ import logging
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from typing import Any, TypeVar
 
+from werkzeug.exceptions import HTTPException as WerkzeugHTTPException
+
 from .aio import portal
 from .exceptions import HTTPError, ResolveError
+from .forms import is_form, parse_form
 from .http import render
 from .pipelines import Pipeline, Registry
 from .replies import Reply, error_reply, json_reply
 from .requests import Request
 from .results import TEXT_PLAIN, NativeResult, Result, StreamResult, is_blocking, resolve
 from .sniff import OCTET_STREAM
+from .uploads import UploadFile
 
 __all__ = ["DEFAULT_MAX_BODY_SIZE", "DEFAULT_THREADS", "RUN_METHODS", "Call", "Service", "ToThread"]
 
@@ -94,16 +98,22 @@ class Service:
             return error_reply(404, f"Pipeline {name!r} not found.")
         if request.method not in RUN_METHODS:
             return method_not_allowed(RUN_METHODS)
+        cleanups: list[Callable[[], object]] = []
         try:
             if request.method != "POST":
                 arguments = pipeline.parameters.from_pairs(request.query, "query")
-            elif request.form is not None:
-                arguments = pipeline.parameters.from_pairs(request.form, "body")
+            elif is_form(request.headers.get("content-type")):
+                try:
+                    form = parse_form(request.body, request.headers.get("content-type") or "")
+                except (ValueError, WerkzeugHTTPException):
+                    return self.malformed_form()
+                cleanups += [value.stream.close for _, value in form if isinstance(value, UploadFile)]
+                arguments = pipeline.parameters.from_pairs(form, "body")
             else:
                 arguments = pipeline.parameters.from_json(request.body)
         except HTTPError as exc:
-            return error_reply(exc.status_code, exc.detail, list(exc.headers.items()))
-        return Call(self, pipeline, arguments, request)
+            return error_reply(exc.status_code, exc.detail, list(exc.headers.items()), cleanups)
+        return Call(self, pipeline, arguments, request, cleanups)
 
     def failure(self, pipeline: Pipeline, exc: BaseException) -> Reply:
         """The JSON answer for an exception raised while running or resolving."""
@@ -128,23 +138,32 @@ class Call:
     pipeline: Pipeline
     arguments: dict[str, Any]
     request: Request
+    #: Closes the request's uploads once the response is over.
+    cleanups: list[Callable[[], object]] = dataclasses.field(default_factory=list)
 
     def run_sync(self) -> Reply:
         """Run in a worker thread: ``run_api``, resolution, the first chunk of a stream, the HTTP rules."""
         try:
-            return self._finish_sync(self.pipeline.invoke(self.arguments))
+            reply = self._finish_sync(self.pipeline.invoke(self.arguments))
         except Exception as exc:
-            return self.service.failure(self.pipeline, exc)
+            reply = self.service.failure(self.pipeline, exc)
+        reply.cleanups += self.cleanups
+        return reply
 
     async def run_async(self, to_thread: ToThread) -> Reply:
         """Run on an event loop; sync ``run_api`` and image encoding go through ``to_thread``."""
         if not self.pipeline.is_async:
             reply: Reply = await to_thread(self.run_sync)
             return reply
+        reply = await self._run_on_loop(to_thread)
+        reply.cleanups += self.cleanups
+        return reply
+
+    async def _run_on_loop(self, to_thread: ToThread) -> Reply:
         try:
             value = await self.pipeline.function(**self.arguments)
             if is_blocking(value):
-                reply = await to_thread(self._finish_sync, value)
+                reply: Reply = await to_thread(self._finish_sync, value)
                 return reply
             result = resolve(value, self.pipeline.media_types)
             if isinstance(result, StreamResult):

@@ -165,6 +165,34 @@ class UploadWrapper(BasePipelineWrapper):
         return {"filename": file.filename, "content_type": file.content_type, "size": len(data), "label": label}
 
 
+RANGE_DATA = (DATA / "range.bin").read_bytes()
+
+
+class RangeBytesWrapper(BasePipelineWrapper):
+    @produces("application/octet-stream")
+    def run_api(self) -> bytes:
+        return RANGE_DATA
+
+
+class RangePathWrapper(BasePipelineWrapper):
+    def run_api(self) -> Path:
+        return DATA / "range.bin"
+
+
+class RangeImageWrapper(BasePipelineWrapper):
+    def run_api(self) -> Image.Image:
+        return Image.linear_gradient("L").resize((64, 64))
+
+
+class TempFileWrapper(BasePipelineWrapper):
+    """Writes a file per call and asks for it to be deleted once the response is over."""
+
+    def run_api(self, directory: str, name: str = "out.bin") -> Media:
+        path = Path(directory) / name
+        path.write_bytes(RANGE_DATA)
+        return Media(path, media_type="application/octet-stream", delete_after=True)
+
+
 class NoneWrapper(BasePipelineWrapper):
     def run_api(self) -> None:
         return None
@@ -192,6 +220,10 @@ WRAPPERS = {
     "failing_stream": FailingStreamWrapper,
     "upload": UploadWrapper,
     "none": NoneWrapper,
+    "range_bytes": RangeBytesWrapper,
+    "range_path": RangePathWrapper,
+    "range_image": RangeImageWrapper,
+    "temp_file": TempFileWrapper,
 }
 
 

@@ -8,28 +8,23 @@ machinery, which would second-guess the core, is not in the way.
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Iterator
-from typing import Any
 
 import anyio
 from fastapi import FastAPI
 from starlette.concurrency import run_in_threadpool
-from starlette.datastructures import UploadFile as StarletteUploadFile
 from starlette.exceptions import HTTPException
-from starlette.formparsers import MultiPartException
 from starlette.requests import Request as StarletteRequest
 from starlette.responses import Response
 from starlette.routing import Route
-from starlette.types import Message, Receive, Scope, Send
+from starlette.types import Receive, Scope, Send
 
 from ..replies import FileBody, Reply, StreamBody, framework_error
 from ..requests import Request
 from ..service import Service
-from ..uploads import UploadFile
 
 __all__ = ["create_app", "to_request", "to_response"]
 
 FILE_CHUNK_SIZE = 1024 * 1024
-_FORM_TYPES = ("multipart/form-data", "application/x-www-form-urlencoded")
 
 
 def create_app(service: Service) -> FastAPI:
@@ -64,13 +59,8 @@ class _Endpoint:
             return request
         outcome = self.service.prepare(name, request)
         if isinstance(outcome, Reply):
-            reply = outcome
-        else:
-            reply = await outcome.run_async(run_in_threadpool)
-        for _, value in request.form or ():
-            if isinstance(value, UploadFile):
-                reply.cleanups.append(value.stream.close)
-        return reply
+            return outcome
+        return await outcome.run_async(run_in_threadpool)
 
 
 async def to_request(request: StarletteRequest, service: Service) -> Request | Reply:
@@ -86,33 +76,11 @@ async def to_request(request: StarletteRequest, service: Service) -> Request | R
         body += chunk
         if len(body) > limit:
             return service.body_too_large()
-    form: list[tuple[str, Any]] | None = None
-    if request.headers.get("content-type", "").lower().startswith(_FORM_TYPES):
-        try:
-            parsed = await StarletteRequest(request.scope, _replay(bytes(body))).form()
-        except (HTTPException, MultiPartException, ValueError):
-            return service.malformed_form()
-        form = [(key, _upload(value)) for key, value in parsed.multi_items()]
-        body = bytearray()
-    return Request("POST", request.headers, request.query_params.multi_items(), bytes(body), form, "starlette")
+    return Request("POST", request.headers, request.query_params.multi_items(), bytes(body), "starlette")
 
 
 def _without_body(request: StarletteRequest) -> Request:
     return Request(request.method, request.headers, request.query_params.multi_items(), native="starlette")
-
-
-def _replay(body: bytes) -> Receive:
-    # The body was read once, under the size limit; Starlette's form parser reads it again from here.
-    async def receive() -> Message:
-        return {"type": "http.request", "body": body, "more_body": False}
-
-    return receive
-
-
-def _upload(value: Any) -> Any:
-    if isinstance(value, StarletteUploadFile):
-        return UploadFile(value.filename, value.content_type, value.file)
-    return value
 
 
 def to_response(reply: Reply) -> Response:

@@ -6,20 +6,18 @@ from collections.abc import Callable, Iterator
 from typing import IO, Any
 
 import flask
-from werkzeug.datastructures import FileStorage, Headers
+from werkzeug.datastructures import Headers
 from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
 
 from ..replies import FileBody, Reply, StreamBody, framework_error
 from ..requests import Request
 from ..service import Service
-from ..uploads import UploadFile
 
 __all__ = ["create_app", "to_request", "to_response"]
 
 FILE_CHUNK_SIZE = 1024 * 1024
 # Werkzeug answers 405 itself for a method a rule does not list; listing them all lets the core answer.
 _ALL_METHODS = ["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"]
-_FORM_TYPES = ("multipart/form-data", "application/x-www-form-urlencoded")
 
 
 class _Response(flask.Response):
@@ -65,26 +63,15 @@ def to_request(request: flask.Request, service: Service) -> Request | Reply:
         return _without_body(request)
     # Werkzeug enforces the limit on the declared length and while reading a chunked body.
     request.max_content_length = service.max_body_size
-    body = b""
-    form: list[tuple[str, Any]] | None = None
     try:
-        if (request.content_type or "").lower().startswith(_FORM_TYPES):
-            form = [*request.form.items(multi=True), *((k, _upload(v)) for k, v in request.files.items(multi=True))]
-        else:
-            body = request.get_data(cache=False)
+        body = request.get_data(cache=False)
     except RequestEntityTooLarge:
         return service.body_too_large()
-    except ValueError:
-        return service.malformed_form()
-    return Request("POST", request.headers, list(request.args.items(multi=True)), body, form, "werkzeug")
+    return Request("POST", request.headers, list(request.args.items(multi=True)), body, "werkzeug")
 
 
 def _without_body(request: flask.Request) -> Request:
     return Request(request.method, request.headers, list(request.args.items(multi=True)), native="werkzeug")
-
-
-def _upload(storage: FileStorage) -> UploadFile:
-    return UploadFile(storage.filename, storage.content_type, storage.stream)
 
 
 def to_response(reply: Reply) -> flask.Response:

@@ -1,0 +1,37 @@
+"""Form bodies (``multipart/form-data`` and urlencoded), parsed once for every frontend.
+
+No web framework: Werkzeug's stream-level ``FormDataParser`` reads the body the adapter already
+read under the size limit. Starlette and Werkzeug disagree on broken forms (Starlette raises,
+Werkzeug silently drops the parts), so neither framework's own form parsing is used.
+"""
+
+from __future__ import annotations
+
+import io
+from typing import Any
+
+from werkzeug.formparser import FormDataParser
+from werkzeug.http import parse_options_header
+
+from .uploads import UploadFile
+
+__all__ = ["FORM_TYPES", "is_form", "parse_form"]
+
+FORM_TYPES = ("multipart/form-data", "application/x-www-form-urlencoded")
+#: More parts than any real form has; a bound on the work one request can cause.
+MAX_FORM_PARTS = 1000
+
+
+def is_form(content_type: str | None) -> bool:
+    return parse_options_header(content_type)[0] in FORM_TYPES
+
+
+def parse_form(body: bytes, content_type: str) -> list[tuple[str, Any]]:
+    """The fields, then the files as :class:`UploadFile`; ``ValueError`` for a malformed body."""
+    mimetype, options = parse_options_header(content_type)
+    parser = FormDataParser(silent=False, max_form_parts=MAX_FORM_PARTS)
+    _, fields, files = parser.parse(io.BytesIO(body), mimetype, len(body), options)
+    uploads = [
+        (name, UploadFile(file.filename, file.content_type, file.stream)) for name, file in files.items(multi=True)
+    ]
+    return [*fields.items(multi=True), *uploads]
