@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from .pipelines import Registry
-from .service import Service
+from .service import DEFAULT_MAX_BODY_SIZE, Service
 
 if TYPE_CHECKING:
     from fastapi import FastAPI
@@ -24,43 +24,45 @@ __all__ = ["PipelinesSource", "asgi_app", "fastapi_app", "flask_app", "wsgi_app"
 PipelinesSource = Registry | Mapping[str, Any] | str | os.PathLike[str]
 
 
-def fastapi_app(pipelines: PipelinesSource, *, debug: bool = False) -> FastAPI:
+def fastapi_app(pipelines: PipelinesSource, *, debug: bool = False, max_body_size: int | None = None) -> FastAPI:
     """The FastAPI frontend alone: ``/{name}/run`` and ``/status``.
 
     :param pipelines: a :class:`Registry`, a mapping of names to wrapper objects, or a directory.
     :param debug: name the exception in 500 answers.
+    :param max_body_size: the largest request body, in bytes (default 64 MiB); larger ones get 413.
     """
     from .adapters import fastapi
 
-    return fastapi.create_app(_service(pipelines, debug))
+    return fastapi.create_app(_service(pipelines, debug, max_body_size))
 
 
-def flask_app(pipelines: PipelinesSource, *, debug: bool = False) -> Flask:
+def flask_app(pipelines: PipelinesSource, *, debug: bool = False, max_body_size: int | None = None) -> Flask:
     """The Flask frontend alone; parameters as for :func:`fastapi_app`."""
     from .adapters import flask
 
-    return flask.create_app(_service(pipelines, debug))
+    return flask.create_app(_service(pipelines, debug, max_body_size))
 
 
-def asgi_app(pipelines: PipelinesSource, *, debug: bool = False) -> FastAPI:
+def asgi_app(pipelines: PipelinesSource, *, debug: bool = False, max_body_size: int | None = None) -> FastAPI:
     """FastAPI at ``/`` and Flask at ``/flask/`` in one ASGI app, for uvicorn."""
     from .mount import compose_asgi
 
-    return compose_asgi(_service(pipelines, debug))
+    return compose_asgi(_service(pipelines, debug, max_body_size))
 
 
-def wsgi_app(pipelines: PipelinesSource, *, debug: bool = False) -> Flask:
+def wsgi_app(pipelines: PipelinesSource, *, debug: bool = False, max_body_size: int | None = None) -> Flask:
     """Flask at ``/`` and FastAPI at ``/fastapi/`` in one WSGI app, for gunicorn and ``flask run``."""
     from .mount import compose_wsgi
 
-    return compose_wsgi(_service(pipelines, debug))
+    return compose_wsgi(_service(pipelines, debug, max_body_size))
 
 
-def _service(pipelines: PipelinesSource, debug: bool) -> Service:
+def _service(pipelines: PipelinesSource, debug: bool, max_body_size: int | None) -> Service:
     if isinstance(pipelines, Registry):
         registry = pipelines
     elif isinstance(pipelines, (str, os.PathLike)):
         registry = Registry.from_directory(Path(pipelines))
     else:
         registry = Registry.from_wrappers(pipelines)
-    return Service(registry, debug=debug)
+    limit = DEFAULT_MAX_BODY_SIZE if max_body_size is None else max_body_size
+    return Service(registry, debug=debug, max_body_size=limit)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import math
 import os
 import sys
 from collections.abc import Sequence
@@ -34,6 +35,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     os.environ[config.PIPELINES_DIR_ENV] = str(directory)
     if options.debug:
         os.environ[config.DEBUG_ENV] = "1"
+    if options.max_body_size is not None:
+        if options.max_body_size < 0:
+            parser.error("--max-body-size must be 0 or more")
+        os.environ[config.MAX_BODY_SIZE_ENV] = str(options.max_body_size)
     logging.basicConfig(level=options.log_level.upper(), format="%(levelname)s:%(name)s: %(message)s")
     return {"uvicorn": _uvicorn, "gunicorn": _gunicorn, "flask": _flask}[options.server](options)
 
@@ -54,6 +59,16 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--server", choices=SERVERS, default="uvicorn")
     run.add_argument("--workers", type=int, default=1, help="worker processes (uvicorn, gunicorn)")
     run.add_argument("--debug", action="store_true", help="name the exception in 500 answers")
+    run.add_argument(
+        "--max-body-size", type=int, default=None, metavar="BYTES", help="largest request body (default 64 MiB)"
+    )
+    run.add_argument(
+        "--graceful-timeout",
+        type=float,
+        default=10.0,
+        metavar="SECONDS",
+        help="on SIGTERM, how long open responses may take to finish before they are cut (uvicorn, gunicorn)",
+    )
     run.add_argument("--log-level", default="info", choices=("debug", "info", "warning", "error"))
     return parser
 
@@ -68,6 +83,7 @@ def _uvicorn(options: argparse.Namespace) -> int:
         port=options.port,
         workers=options.workers,
         log_level=options.log_level,
+        timeout_graceful_shutdown=options.graceful_timeout,
     )
     return 0
 
@@ -87,6 +103,7 @@ def _gunicorn(options: argparse.Namespace) -> int:
                 # Threads let one worker hold a stream open and still answer other requests.
                 "worker_class": "gthread",
                 "threads": 8,
+                "graceful_timeout": max(1, math.ceil(options.graceful_timeout)),
                 "loglevel": options.log_level,
                 "accesslog": "-",
             }

@@ -7,10 +7,11 @@ from pathlib import Path
 
 from .exceptions import LoadError
 
-__all__ = ["DEBUG_ENV", "PIPELINES_DIR_ENV", "debug", "pipelines_dir"]
+__all__ = ["DEBUG_ENV", "MAX_BODY_SIZE_ENV", "PIPELINES_DIR_ENV", "debug", "max_body_size", "pipelines_dir"]
 
 PIPELINES_DIR_ENV = "DUALSERVE_PIPELINES_DIR"
 DEBUG_ENV = "DUALSERVE_DEBUG"
+MAX_BODY_SIZE_ENV = "DUALSERVE_MAX_BODY_SIZE"
 
 
 def pipelines_dir() -> Path:
@@ -22,3 +23,12 @@ def pipelines_dir() -> Path:
 
 def debug() -> bool:
     return os.environ.get(DEBUG_ENV, "").lower() in ("1", "true", "yes", "on")
+
+
+def max_body_size() -> int | None:
+    value = os.environ.get(MAX_BODY_SIZE_ENV)
+    if not value:
+        return None
+    if not value.isdigit():
+        raise LoadError(f"{MAX_BODY_SIZE_ENV} must be a number of bytes, not {value!r}.")
+    return int(value)

@@ -9,7 +9,8 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
-from contextlib import AbstractContextManager, contextmanager
+from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 
 import httpx2
@@ -27,18 +28,35 @@ def free_port() -> int:
         return port
 
 
-def dualserve_run(
-    pipelines_dir: Path, server: str, *extra: str, env: dict[str, str] | None = None
-) -> AbstractContextManager[str]:
-    """Yield the base URL of a running ``dualserve run --server SERVER``."""
+@dataclass
+class Server:
+    url: str
+    process: subprocess.Popen[str]
+
+
+def dualserve_command(pipelines_dir: Path, server: str, *extra: str) -> tuple[list[str], int]:
     port = free_port()
     command = [DUALSERVE, "run", "--pipelines-dir", str(pipelines_dir), "--server", server, "--port", str(port), *extra]
-    return serve(command, port, env)
+    return command, port
+
+
+@contextmanager
+def dualserve_run(pipelines_dir: Path, server: str, *extra: str, env: dict[str, str] | None = None) -> Iterator[str]:
+    """Yield the base URL of a running ``dualserve run --server SERVER``."""
+    command, port = dualserve_command(pipelines_dir, server, *extra)
+    with running(command, port, env) as started:
+        yield started.url
 
 
 @contextmanager
 def serve(command: list[str], port: int, env: dict[str, str] | None = None) -> Iterator[str]:
     """Run ``command``, a server listening on ``port``; yield its base URL once /status answers."""
+    with running(command, port, env) as started:
+        yield started.url
+
+
+@contextmanager
+def running(command: list[str], port: int, env: dict[str, str] | None = None) -> Iterator[Server]:
     process = subprocess.Popen(
         command,
         env={**os.environ, **(env or {})},
@@ -49,9 +67,10 @@ def serve(command: list[str], port: int, env: dict[str, str] | None = None) -> I
     url = f"http://127.0.0.1:{port}"
     try:
         _wait_until_ready(process, url)
-        yield url
+        yield Server(url, process)
     finally:
-        process.send_signal(signal.SIGTERM)
+        if process.poll() is None:
+            process.send_signal(signal.SIGTERM)
         try:
             process.wait(timeout=15)
         except subprocess.TimeoutExpired:

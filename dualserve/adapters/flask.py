@@ -7,7 +7,7 @@ from typing import IO, Any
 
 import flask
 from werkzeug.datastructures import Headers
-from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
+from werkzeug.exceptions import HTTPException
 
 from ..replies import FileBody, Reply, StreamBody, framework_error
 from ..requests import Request
@@ -61,13 +61,16 @@ def to_request(request: flask.Request, service: Service) -> Request | Reply:
     """The core's view of a Flask request, or the core's answer to a body it cannot take."""
     if request.method != "POST":
         return _without_body(request)
-    # Werkzeug enforces the limit on the declared length and while reading a chunked body.
-    request.max_content_length = service.max_body_size
-    try:
-        body = request.get_data(cache=False)
-    except RequestEntityTooLarge:
+    limit = service.max_body_size
+    if request.content_length is not None and request.content_length > limit:
         return service.body_too_large()
-    return Request("POST", request.headers, list(request.args.items(multi=True)), body, "werkzeug")
+    # A chunked body has no length to check first: read one byte past the limit to know.
+    body = bytearray()
+    while len(body) <= limit and (chunk := request.stream.read(min(65536, limit + 1 - len(body)))):
+        body += chunk
+    if len(body) > limit:
+        return service.body_too_large()
+    return Request("POST", request.headers, list(request.args.items(multi=True)), bytes(body), "werkzeug")
 
 
 def _without_body(request: flask.Request) -> Request:
