@@ -7,7 +7,8 @@
 - ``wsgi.input_terminated`` is set, so Werkzeug reads a chunked request body to its end
   (without it, no ``Content-Length`` means an empty body);
 - ``SCRIPT_NAME`` is the mount prefix, even when the process environment has a ``SCRIPT_NAME``;
-- the thread pool size is a parameter, not a hidden ten.
+- the thread pool size is a parameter, not a hidden ten;
+- a ``wsgi.file_wrapper`` that reads 1 MiB at a time (``send_file`` read 8 KiB through plain a2wsgi).
 
 :class:`ASGIMount` (FastAPI inside Flask) is ``a2wsgi.ASGIMiddleware`` plus:
 
@@ -31,7 +32,7 @@ from a2wsgi import ASGIMiddleware, WSGIMiddleware
 from a2wsgi.asgi import ASGIResponder
 from a2wsgi.wsgi import Body, WSGIResponder, build_environ
 
-__all__ = ["ASGIMount", "ClientDisconnected", "WSGIMount"]
+__all__ = ["ASGIMount", "ClientDisconnected", "FileWrapper", "WSGIMount"]
 
 Message = dict[str, Any]
 
@@ -69,6 +70,7 @@ class _WSGIResponder(WSGIResponder):
         environ: Any = build_environ(scope, Body(self.loop, inbox.get))  # type: ignore[arg-type]
         environ["SCRIPT_NAME"] = scope.get("root_path", "").encode("utf8").decode("latin1")
         environ["wsgi.input_terminated"] = True
+        environ["wsgi.file_wrapper"] = FileWrapper
         sender = self.loop.create_task(self.sender(send))
         try:
             await self.loop.run_in_executor(self.executor, self.wsgi, environ, self.start_response)
@@ -115,6 +117,21 @@ class _WSGIResponder(WSGIResponder):
             super().wsgi(environ, start_response)  # closes the iterable in its own finally
         except ClientDisconnected:
             pass
+
+
+class FileWrapper:
+    """``wsgi.file_wrapper`` for the mount: a2wsgi has none, so ``send_file`` read 8 KiB at a time."""
+
+    def __init__(self, file: Any, block_size: int = 8192) -> None:
+        self.file = file
+        self.block_size = max(block_size, 1024 * 1024)
+
+    def __iter__(self) -> Iterator[bytes]:
+        while chunk := self.file.read(self.block_size):
+            yield chunk
+
+    def close(self) -> None:
+        self.file.close()
 
 
 # --- FastAPI (ASGI) inside Flask (WSGI) --------------------------------------------------------

@@ -179,3 +179,19 @@ def _drain(url: str, params: dict[str, str]) -> None:
 
 def _stream_started(thread: threading.Thread) -> bool:
     return thread.ident in _started
+
+
+@pytest.mark.parametrize(
+    ("headers", "status", "span"),
+    [
+        pytest.param({}, 200, slice(None), id="full"),
+        pytest.param({"range": "bytes=100-299"}, 206, slice(100, 300), id="middle"),
+        pytest.param({"range": "bytes=-10"}, 206, slice(-10, None), id="suffix"),
+    ],
+)
+def test_file_bytes_on_the_wire(base: str, headers: dict[str, str], status: int, span: slice) -> None:
+    data = (Path(__file__).parent / "data" / "range.bin").read_bytes()
+    response = httpx2.get(f"{base}/data_file/run", headers=headers, timeout=10)
+    assert response.status_code == status
+    assert response.content == data[span]
+    assert response.headers["content-length"] == str(len(data[span]))

@@ -98,23 +98,13 @@ def to_response(reply: Reply) -> flask.Response:
 
 
 def _file_iterable(body: FileBody, on_close: Callable[[], None]) -> Any:
-    file = _ClosingFile(open(body.path, "rb"), on_close)
-    file.seek(body.start)
+    file = _RangeFile(body, on_close)
     wrapper = flask.request.environ.get("wsgi.file_wrapper")
     if wrapper is not None:
-        # The server's file wrapper (gunicorn: sendfile) sends Content-Length bytes from here.
+        # The server's file wrapper (gunicorn: sendfile from the current offset, for
+        # Content-Length bytes); the file itself stops at the range's end for plain reads.
         return wrapper(file, FILE_CHUNK_SIZE)
-    return _read_range(file, body.length)
-
-
-def _read_range(file: _ClosingFile, length: int) -> Iterator[bytes]:
-    with file:
-        while length > 0:
-            chunk = file.read(min(FILE_CHUNK_SIZE, length))
-            if not chunk:
-                return
-            length -= len(chunk)
-            yield chunk
+    return iter(file)
 
 
 def _closing(chunks: Any, on_close: Callable[[], None]) -> Iterator[bytes]:
@@ -129,15 +119,27 @@ def _closing(chunks: Any, on_close: Callable[[], None]) -> Iterator[bytes]:
             on_close()
 
 
-class _ClosingFile:
-    """A binary file whose ``close()`` also runs the reply's cleanups (deleting a temp file, say)."""
+class _RangeFile:
+    """The bytes of a FileBody as a binary file: reads stop at the range's end, and ``close()``
+    also runs the reply's cleanups (deleting a temp file, say), since Flask's own ``call_on_close``
+    never fires for a direct-passthrough response."""
 
-    def __init__(self, file: IO[bytes], on_close: Callable[[], None]) -> None:
-        self._file = file
+    def __init__(self, body: FileBody, on_close: Callable[[], None]) -> None:
+        self._file: IO[bytes] = open(body.path, "rb")
+        self._file.seek(body.start)
+        self._remaining = body.length
         self._on_close = on_close
 
     def read(self, size: int = -1) -> bytes:
-        return self._file.read(size)
+        size = self._remaining if size < 0 else min(size, self._remaining)
+        chunk = self._file.read(size)
+        self._remaining -= len(chunk)
+        return chunk
+
+    def __iter__(self) -> Iterator[bytes]:
+        with self:
+            while chunk := self.read(FILE_CHUNK_SIZE):
+                yield chunk
 
     def seek(self, offset: int, whence: int = 0) -> int:
         return self._file.seek(offset, whence)
@@ -154,7 +156,7 @@ class _ClosingFile:
         finally:
             self._on_close()
 
-    def __enter__(self) -> _ClosingFile:
+    def __enter__(self) -> _RangeFile:
         return self
 
     def __exit__(self, *exc_info: object) -> None:
