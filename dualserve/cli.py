@@ -105,7 +105,7 @@ def _gunicorn(options: argparse.Namespace) -> int:
                 "threads": 8,
                 "graceful_timeout": max(1, math.ceil(options.graceful_timeout)),
                 "loglevel": options.log_level,
-                "accesslog": "-",
+                "accesslog": "-" if options.log_level in ("debug", "info") else None,
             }
             for key, value in settings.items():
                 self.cfg.set(key, value)

@@ -16,6 +16,7 @@ __all__ = ["OCTET_STREAM", "guess_from_bytes", "guess_from_name"]
 OCTET_STREAM = "application/octet-stream"
 
 _REGISTERED_NAMES = {
+    "image/apng": "image/png",
     "audio/x-wav": "audio/wav",
     "audio/x-flac": "audio/flac",
     "audio/x-aiff": "audio/aiff",
@@ -57,8 +58,17 @@ _EXTENSIONS = {
 }
 
 
+# The two signatures most results carry, checked before filetype walks its table (about 20
+# matchers, 2 microseconds). APNG is served as image/png either way: its registered type.
+_COMMON = ((b"\x89PNG\r\n\x1a\n", "image/png"), (b"\xff\xd8\xff", "image/jpeg"))
+
+
 def guess_from_bytes(head: bytes | bytearray | memoryview) -> str | None:
     """The media type announced by the first bytes of ``head``, or ``None``."""
+    start = bytes(head[:8])
+    for signature, media_type in _COMMON:
+        if start.startswith(signature):
+            return media_type
     kind = filetype.guess(bytes(head[:8192]))
     if kind is None:
         return None

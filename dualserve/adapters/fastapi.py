@@ -1,17 +1,27 @@
-"""The FastAPI frontend: Starlette requests in, core Replies out as Starlette responses. Translation only.
+"""The FastAPI frontend: ASGI requests in, core Replies out as Starlette responses. Translation only.
 
-The pipeline routes are plain ASGI endpoints on the FastAPI app: every method reaches the core
-(which answers 405 with a stable ``Allow``), and FastAPI's per-request dependency and validation
-machinery, which would second-guess the core, is not in the way.
+The pipeline routes are plain ASGI endpoints: every method reaches the core (which answers 405
+with a stable ``Allow``), and FastAPI's dependency and validation machinery, which would
+second-guess the core, is not in the way. While nobody has added middleware to the app, those two
+routes are answered before FastAPI's middleware stack too, which adds nothing to them; everything
+else (user routes, the 404 for unknown paths) goes through FastAPI as usual.
+
+Sync work goes to a plain ``ThreadPoolExecutor``: under load, one hop costs about a third of
+``anyio.to_thread.run_sync``'s (13 against 39 microseconds here, 32 requests in flight).
 """
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Iterator
+import asyncio
+import contextvars
+from collections.abc import AsyncIterator, Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any, TypeVar
+from urllib.parse import parse_qsl
 
 import anyio
 from fastapi import FastAPI
-from starlette.concurrency import run_in_threadpool
+from starlette.datastructures import Headers
 from starlette.exceptions import HTTPException
 from starlette.requests import Request as StarletteRequest
 from starlette.responses import Response
@@ -25,62 +35,103 @@ from ..service import Service
 __all__ = ["create_app", "to_request", "to_response"]
 
 FILE_CHUNK_SIZE = 1024 * 1024
+T = TypeVar("T")
 
 
 def create_app(service: Service) -> FastAPI:
     """A FastAPI app serving ``service``: ``/{name}/run`` and ``/status``."""
-    app = FastAPI(title="dualserve", docs_url=None, redoc_url=None, openapi_url=None)
+    endpoints = _Endpoints(service)
+    app = _FastAPI(endpoints, title="dualserve", docs_url=None, redoc_url=None, openapi_url=None)
     # Flask does not redirect /status/ to /status; neither do we, so both answer 404 alike.
     app.router.redirect_slashes = False
-    app.router.routes += [Route("/status", _Endpoint(service, None)), Route("/{name}/run", _Endpoint(service, "name"))]
+    app.router.routes += [Route("/status", endpoints.status), Route("/{name}/run", endpoints.run_route)]
     app.add_exception_handler(HTTPException, _http_exception)
     app.state.dualserve = service
     return app
 
 
-class _Endpoint:
-    """A raw ASGI endpoint, so Starlette's ``Route`` passes every method through to the core."""
-
-    def __init__(self, service: Service, name_param: str | None) -> None:
-        self.service = service
-        self.name_param = name_param
+class _FastAPI(FastAPI):
+    def __init__(self, endpoints: _Endpoints, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self._endpoints = endpoints
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        starlette_request = StarletteRequest(scope, receive)
-        if self.name_param is None:
-            reply = self.service.status(_without_body(starlette_request))
+        if scope["type"] == "http" and not self.user_middleware:
+            if await self._endpoints.dispatch(scope, receive, send):
+                return
+        await super().__call__(scope, receive, send)
+
+
+class _Endpoints:
+    """The two routes as raw ASGI callables, so Starlette's ``Route`` passes every method through."""
+
+    def __init__(self, service: Service) -> None:
+        self.service = service
+        self._executor: ThreadPoolExecutor | None = None
+
+    async def dispatch(self, scope: Scope, receive: Receive, send: Send) -> bool:
+        """Answer ``/status`` and ``/{name}/run`` directly; False for any other path."""
+        path: str = scope["path"]
+        root: str = scope.get("root_path", "")
+        if root and path.startswith(root):
+            path = path[len(root) :]
+        if path == "/status":
+            await self.status(scope, receive, send)
+            return True
+        parts = path.split("/")
+        if len(parts) == 3 and parts[0] == "" and parts[1] and parts[2] == "run":
+            await self.run(scope, receive, send, parts[1])
+            return True
+        return False
+
+    async def status(self, scope: Scope, receive: Receive, send: Send) -> None:
+        await to_response(self.service.status(_request(scope)))(scope, receive, send)
+
+    async def run_route(self, scope: Scope, receive: Receive, send: Send) -> None:
+        await self.run(scope, receive, send, scope["path_params"]["name"])
+
+    async def run(self, scope: Scope, receive: Receive, send: Send, name: str) -> None:
+        request = await to_request(scope, receive, self.service)
+        if isinstance(request, Request):
+            outcome = self.service.prepare(name, request)
+            reply = outcome if isinstance(outcome, Reply) else await outcome.run_async(self.to_thread)
         else:
-            reply = await self._run(starlette_request, scope["path_params"][self.name_param])
+            reply = request
         await to_response(reply)(scope, receive, send)
 
-    async def _run(self, starlette_request: StarletteRequest, name: str) -> Reply:
-        request = await to_request(starlette_request, self.service)
-        if isinstance(request, Reply):
-            return request
-        outcome = self.service.prepare(name, request)
-        if isinstance(outcome, Reply):
-            return outcome
-        return await outcome.run_async(run_in_threadpool)
+    async def to_thread(self, function: Callable[..., T], *args: Any) -> T:
+        if self._executor is None:
+            self._executor = ThreadPoolExecutor(self.service.threads, thread_name_prefix="dualserve")
+        context = contextvars.copy_context()
+        return await asyncio.get_running_loop().run_in_executor(self._executor, context.run, function, *args)
 
 
-async def to_request(request: StarletteRequest, service: Service) -> Request | Reply:
-    """The core's view of a Starlette request, or the core's answer to a body it cannot take."""
-    if request.method != "POST":
-        return _without_body(request)
+async def to_request(scope: Scope, receive: Receive, service: Service) -> Request | Reply:
+    """The core's view of an ASGI request, or the core's answer to a body it cannot take."""
+    if scope["method"] != "POST":
+        return _request(scope)
     limit = service.max_body_size
-    declared = request.headers.get("content-length", "")
+    headers = Headers(scope=scope)
+    declared = headers.get("content-length", "")
     if declared.isdigit() and int(declared) > limit:
         return service.body_too_large()
     body = bytearray()
-    async for chunk in request.stream():
-        body += chunk
+    while True:
+        message = await receive()
+        if message["type"] == "http.disconnect":
+            break  # nobody to answer; the empty request fails validation and is dropped
+        body += message.get("body", b"")
         if len(body) > limit:
             return service.body_too_large()
-    return Request("POST", request.headers, request.query_params.multi_items(), bytes(body), "starlette")
+        if not message.get("more_body", False):
+            break
+    return _request(scope, headers, bytes(body))
 
 
-def _without_body(request: StarletteRequest) -> Request:
-    return Request(request.method, request.headers, request.query_params.multi_items(), native="starlette")
+def _request(scope: Scope, headers: Headers | None = None, body: bytes = b"") -> Request:
+    query: bytes = scope["query_string"]
+    pairs = parse_qsl(query.decode("latin-1"), keep_blank_values=True) if query else ()
+    return Request(scope["method"], headers or Headers(scope=scope), pairs, body, "starlette")
 
 
 def to_response(reply: Reply) -> Response:

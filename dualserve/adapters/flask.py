@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable, Iterator
 from typing import IO, Any
 
@@ -25,6 +26,11 @@ class _Response(flask.Response):
     default_mimetype = None
     automatically_set_content_length = False
 
+    def get_wsgi_headers(self, environ: Any) -> Headers:
+        # Werkzeug copies the headers here to fix Location and Content-Length; the core already
+        # decided every header, so they go out as they are.
+        return self.headers
+
 
 def create_app(service: Service) -> flask.Flask:
     """A Flask app serving ``service``: ``/<name>/run`` and ``/status``."""
@@ -44,13 +50,27 @@ def create_app(service: Service) -> flask.Flask:
         methods=_ALL_METHODS,
         provide_automatic_options=False,
     )
+    # The same view under each known name: Werkzeug matches a static rule without the regex
+    # work a converter costs on every request. Unknown names still reach the rule above.
+    for name in service.registry.pipelines:
+        app.add_url_rule(
+            f"/{name}/run",
+            f"run:{name}",
+            functools.partial(_run_named, service, name),
+            methods=_ALL_METHODS,
+            provide_automatic_options=False,
+        )
     app.register_error_handler(HTTPException, _http_exception)
     app.extensions["dualserve"] = service
     return app
 
 
+def _run_named(service: Service, name: str) -> flask.Response:
+    return to_response(_run(service, name))
+
+
 def _run(service: Service, name: str) -> Reply:
-    request = to_request(flask.request, service)
+    request = to_request(flask.request._get_current_object(), service)  # type: ignore[attr-defined]  # one proxy lookup
     if isinstance(request, Reply):
         return request
     outcome = service.prepare(name, request)
@@ -70,11 +90,15 @@ def to_request(request: flask.Request, service: Service) -> Request | Reply:
         body += chunk
     if len(body) > limit:
         return service.body_too_large()
-    return Request("POST", request.headers, list(request.args.items(multi=True)), bytes(body), "werkzeug")
+    return Request("POST", request.headers, _query(request), bytes(body), "werkzeug")
 
 
 def _without_body(request: flask.Request) -> Request:
-    return Request(request.method, request.headers, list(request.args.items(multi=True)), native="werkzeug")
+    return Request(request.method, request.headers, _query(request), native="werkzeug")
+
+
+def _query(request: flask.Request) -> list[tuple[str, str]]:
+    return list(request.args.items(multi=True)) if request.query_string else []
 
 
 def to_response(reply: Reply) -> flask.Response:
@@ -84,16 +108,17 @@ def to_response(reply: Reply) -> flask.Response:
         return native
     body = reply.body
     response: flask.Response
+    headers = reply.headers
     if isinstance(body, bytes):
-        response = _Response(body, reply.status_code)
-        response.call_on_close(reply.close)
+        response = _Response(body, reply.status_code, headers)
+        if reply.cleanups:
+            response.call_on_close(reply.close)
     elif isinstance(body, FileBody):
         # Direct passthrough skips call_on_close, so the file itself runs the cleanups when closed.
-        response = _Response(_file_iterable(body, reply.close), reply.status_code, direct_passthrough=True)
+        response = _Response(_file_iterable(body, reply.close), reply.status_code, headers, direct_passthrough=True)
     else:
         assert isinstance(body, StreamBody)
-        response = _Response(_closing(body.chunks, reply.close), reply.status_code, direct_passthrough=True)
-    response.headers = Headers(reply.headers)
+        response = _Response(_closing(body.chunks, reply.close), reply.status_code, headers, direct_passthrough=True)
     return response
 
 
