@@ -24,6 +24,7 @@ from __future__ import annotations
 import asyncio
 import atexit
 import io
+import threading
 from collections.abc import Iterable, Iterator
 from concurrent.futures import TimeoutError as FutureTimeoutError
 from typing import Any
@@ -58,9 +59,13 @@ class WSGIMount(WSGIMiddleware):
 
 
 class _WSGIResponder(WSGIResponder):
-    def __init__(self, *args: Any) -> None:
-        super().__init__(*args)
+    def __init__(self, app: Any, executor: Any, send_queue_size: int) -> None:
+        super().__init__(app, executor, send_queue_size)
         self.disconnected = False
+        # a2wsgi's thread waits for the event loop to take every message, a round trip per
+        # chunk; here it only waits when send_queue_size messages are still unsent.
+        self.send_queue = asyncio.Queue()
+        self._slots = threading.BoundedSemaphore(send_queue_size)
 
     async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
         # One task reads `receive` for the whole request: body messages go to the WSGI thread
@@ -105,12 +110,15 @@ class _WSGIResponder(WSGIResponder):
                     await send(message)
                 except OSError:
                     self.disconnected = True
-            # Once disconnected, keep draining so a thread blocked on a full queue gets free.
+            # Once disconnected, keep draining so a thread waiting for a slot gets free.
+            self._slots.release()
 
     def send(self, message: Any) -> None:
+        self._slots.acquire()
         if self.disconnected:
+            self._slots.release()
             raise ClientDisconnected("The client disconnected.")
-        super().send(message)
+        self.loop.call_soon_threadsafe(self.send_queue.put_nowait, message)
 
     def wsgi(self, environ: Any, start_response: Any) -> None:
         try:

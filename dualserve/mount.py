@@ -28,7 +28,7 @@ FASTAPI_PREFIX = "/fastapi"
 def compose_asgi(service: Service) -> FastAPI:
     """FastAPI serving ``service`` at ``/``, with the Flask frontend mounted at ``/flask``."""
     app = fastapi_adapter.create_app(service)
-    app.mount(FLASK_PREFIX, WSGIMount(flask_adapter.create_app(service), threads=service.threads))
+    app.mount_direct(FLASK_PREFIX, WSGIMount(flask_adapter.create_app(service), threads=service.threads))
     return app
 
 

@@ -32,16 +32,16 @@ from ..replies import FileBody, Reply, StreamBody, framework_error
 from ..requests import Request
 from ..service import Service
 
-__all__ = ["create_app", "to_request", "to_response"]
+__all__ = ["DualserveFastAPI", "create_app", "to_request", "to_response"]
 
 FILE_CHUNK_SIZE = 1024 * 1024
 T = TypeVar("T")
 
 
-def create_app(service: Service) -> FastAPI:
+def create_app(service: Service) -> DualserveFastAPI:
     """A FastAPI app serving ``service``: ``/{name}/run`` and ``/status``."""
     endpoints = _Endpoints(service)
-    app = _FastAPI(endpoints, title="dualserve", docs_url=None, redoc_url=None, openapi_url=None)
+    app = DualserveFastAPI(endpoints, title="dualserve", docs_url=None, redoc_url=None, openapi_url=None)
     # Flask does not redirect /status/ to /status; neither do we, so both answer 404 alike.
     app.router.redirect_slashes = False
     app.router.routes += [Route("/status", endpoints.status), Route("/{name}/run", endpoints.run_route)]
@@ -50,15 +50,32 @@ def create_app(service: Service) -> FastAPI:
     return app
 
 
-class _FastAPI(FastAPI):
+class DualserveFastAPI(FastAPI):
+    """FastAPI, with dualserve's own routes and mounts answered ahead of the middleware stack
+    for as long as nobody has added middleware to the app."""
+
     def __init__(self, endpoints: _Endpoints, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self._endpoints = endpoints
+        self._direct_mounts: dict[str, Any] = {}
+
+    def mount_direct(self, prefix: str, app: Any) -> None:
+        """``mount(prefix, app)``, with requests under ``prefix/`` handed to ``app`` directly."""
+        self.mount(prefix, app)
+        self._direct_mounts[prefix] = app
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http" and not self.user_middleware:
             if await self._endpoints.dispatch(scope, receive, send):
                 return
+            root: str = scope.get("root_path", "")
+            path: str = scope["path"][len(root) :] if scope["path"].startswith(root) else scope["path"]
+            for prefix, app in self._direct_mounts.items():
+                if path.startswith(prefix + "/"):
+                    # The child scope Starlette's Mount would build.
+                    child = {**scope, "app_root_path": scope.get("app_root_path", root), "root_path": root + prefix}
+                    await app(child, receive, send)
+                    return
         await super().__call__(scope, receive, send)
 
 
