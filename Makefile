@@ -6,7 +6,7 @@ HOST ?= 127.0.0.1
 PORT ?= 1416
 SERVER ?= uvicorn
 
-.PHONY: run test check format clean
+.PHONY: run test check format bench clean
 
 $(BIN)/dualserve: setup.cfg pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -25,9 +25,13 @@ check: $(BIN)/dualserve
 	$(BIN)/ruff check .
 	$(BIN)/mypy
 
+# Needs wrk and curl (apt-get install wrk curl); takes about six minutes; see bench/README.md.
+bench: $(BIN)/dualserve
+	$(BIN)/python -m bench.run
+
 format: $(BIN)/dualserve
 	$(BIN)/ruff format .
 	$(BIN)/ruff check --fix .
 
 clean:
-	rm -rf $(VENV) build *.egg-info .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) build *.egg-info .pytest_cache .mypy_cache .ruff_cache bench/.data

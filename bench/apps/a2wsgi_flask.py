@@ -6,4 +6,4 @@ from starlette.routing import Mount
 
 from bench.apps.hand_flask import app as flask_app
 
-app = Starlette(routes=[Mount("/flask", WSGIMiddleware(flask_app))])
+app = Starlette(routes=[Mount("/flask", WSGIMiddleware(flask_app))])  # type: ignore[arg-type]
