@@ -90,11 +90,29 @@ def to_request(request: flask.Request, service: Service) -> Request | Reply:
         body += chunk
     if len(body) > limit:
         return service.body_too_large()
-    return Request("POST", request.headers, _query(request), bytes(body), "werkzeug")
+    return Request("POST", _EnvironHeaders(request.environ), _query(request), bytes(body), "werkzeug")
 
 
 def _without_body(request: flask.Request) -> Request:
-    return Request(request.method, request.headers, _query(request), native="werkzeug")
+    return Request(request.method, _EnvironHeaders(request.environ), _query(request), native="werkzeug")
+
+
+class _EnvironHeaders:
+    """Request headers straight from the WSGI environ: the core reads a few per request, and
+    Werkzeug's ``EnvironHeaders`` costs three times as much per lookup."""
+
+    __slots__ = ("environ",)
+
+    def __init__(self, environ: dict[str, Any]) -> None:
+        self.environ = environ
+
+    def get(self, key: str, /) -> str | None:
+        name = key.upper().replace("-", "_")
+        value: str | None = self.environ.get(name if name in _UNPREFIXED else f"HTTP_{name}")
+        return value
+
+
+_UNPREFIXED = frozenset({"CONTENT_TYPE", "CONTENT_LENGTH"})
 
 
 def _query(request: flask.Request) -> list[tuple[str, str]]:
