@@ -61,7 +61,9 @@ def variants() -> list[Variant]:
         Variant("Starlette", [*uvicorn, "bench.apps.starlette_app:app", "--port", "{port}"], "", HAND),
         Variant("dualserve FastAPI", [*dualserve, "--log-level", "warning", "--port", "{port}"], "", PIPELINES),
         Variant("a2wsgi Flask", [*uvicorn, "bench.apps.a2wsgi_flask:app", "--port", "{port}"], "/flask", HAND),
-        Variant("dualserve Flask mounted", [*dualserve, "--log-level", "warning", "--port", "{port}"], "/flask", PIPELINES),
+        Variant(
+            "dualserve Flask mounted", [*dualserve, "--log-level", "warning", "--port", "{port}"], "/flask", PIPELINES
+        ),
         Variant("hand Flask gunicorn", [*gunicorn, "-b", "127.0.0.1:{port}", "bench.apps.hand_flask:app"], "", HAND),
         Variant(
             "dualserve Flask gunicorn",
@@ -106,8 +108,8 @@ def free_port() -> int:
 def started(variant: Variant) -> Iterator[Variant]:
     variant.port = free_port()
     command = ["taskset", "-c", SERVER_CPU, *(part.replace("{port}", str(variant.port)) for part in variant.command)]
-    # Several servers share one variant command line (dualserve FastAPI and mounted Flask): one
-    # process each, so they never compete for a worker.
+    # dualserve FastAPI and mounted Flask run the same command: one process each, so the two
+    # never compete for a worker.
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     variant.process = subprocess.Popen(command, cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     try:
@@ -342,7 +344,11 @@ def markdown(report: dict[str, object]) -> str:
                 f"| {title} | {variant} | {row['median']:,.2f} {unit} | {row['min']:,.2f}-{row['max']:,.2f} | "
                 + (f"{growth:.1f} MB |" if growth is not None else "- |")
             )
-    lines += ["", "| scenario | dualserve frontend | twin | ratio (median of rounds) | spread |", "|---|---|---|---|---|"]
+    lines += [
+        "",
+        "| scenario | dualserve frontend | twin | ratio (median of rounds) | spread |",
+        "|---|---|---|---|---|",
+    ]
     ratios = report["ratios"]
     assert isinstance(ratios, list)
     for ratio in ratios:

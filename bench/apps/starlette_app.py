@@ -24,6 +24,4 @@ def stream(request: Request) -> StreamingResponse:
     return StreamingResponse(workload.stream(), media_type="application/octet-stream")
 
 
-app = Starlette(
-    routes=[Route("/png", png), Route("/render", render), Route("/file", file), Route("/stream", stream)]
-)
+app = Starlette(routes=[Route("/png", png), Route("/render", render), Route("/file", file), Route("/stream", stream)])

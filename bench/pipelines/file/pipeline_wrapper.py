@@ -1,8 +1,7 @@
 from pathlib import Path
 
-from dualserve import BasePipelineWrapper
-
 from bench import workload
+from dualserve import BasePipelineWrapper
 
 
 class PipelineWrapper(BasePipelineWrapper):

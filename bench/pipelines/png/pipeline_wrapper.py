@@ -1,6 +1,5 @@
-from dualserve import BasePipelineWrapper
-
 from bench import workload
+from dualserve import BasePipelineWrapper
 
 
 class PipelineWrapper(BasePipelineWrapper):

@@ -1,8 +1,7 @@
 from PIL import Image
 
-from dualserve import BasePipelineWrapper
-
 from bench import workload
+from dualserve import BasePipelineWrapper
 
 
 class PipelineWrapper(BasePipelineWrapper):

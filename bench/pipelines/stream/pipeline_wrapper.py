@@ -1,8 +1,7 @@
 from collections.abc import Iterator
 
-from dualserve import BasePipelineWrapper, produces
-
 from bench import workload
+from dualserve import BasePipelineWrapper, produces
 
 
 class PipelineWrapper(BasePipelineWrapper):
