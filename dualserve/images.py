@@ -10,7 +10,7 @@ import io
 import sys
 from typing import Any
 
-__all__ = ["FORMATS", "PNG_COMPRESS_LEVEL", "QUALITY", "encode_image", "format_for", "is_image"]
+__all__ = ["FORMATS", "PNG_COMPRESS_LEVEL", "QUALITY", "check_image", "encode_image", "format_for", "is_image"]
 
 #: Output formats by name, with their media type and Pillow's format name.
 FORMATS = {
@@ -51,30 +51,59 @@ def encode_image(value: Any, format: str = "png", quality: int | None = None) ->
         media_type, pil_format = FORMATS[format.lower()]
     except KeyError:
         raise ValueError(f"Unknown image format {format!r}; use one of png, jpeg, webp.") from None
-    image = value if isinstance(value, Image.Image) else _from_array(value)
+    image = _convert(value if isinstance(value, Image.Image) else _from_array(value), pil_format)
     options: dict[str, Any] = {}
     if pil_format == "PNG":
         options["compress_level"] = PNG_COMPRESS_LEVEL
     else:
         options["quality"] = QUALITY if quality is None else quality
-        if pil_format == "JPEG" and image.mode not in ("RGB", "L", "CMYK"):
-            # JPEG has no alpha or palette: flatten onto white instead of failing.
-            image = _flatten(image)
     buffer = io.BytesIO()
     image.save(buffer, format=pil_format, **options)
     return buffer.getvalue(), media_type
 
 
+def check_image(value: Any) -> None:
+    """Raise ``TypeError`` for an array that cannot be an image, before any header is decided."""
+    if sys.modules.get("numpy") is not None and not hasattr(value, "getbands"):
+        if value.dtype.name != "uint8":
+            raise TypeError(f"Only uint8 arrays can be served as images, not {value.dtype.name}.")
+        if value.ndim == 3 and value.shape[2] not in (1, 3, 4):
+            raise TypeError(f"An image array needs 1, 3 or 4 channels, not {value.shape[2]}.")
+
+
 def _from_array(array: Any) -> Any:
     from PIL import Image
 
-    if array.dtype.name != "uint8":
-        raise TypeError(f"Only uint8 arrays can be served as images, not {array.dtype.name}.")
+    check_image(array)
     if array.ndim == 3 and array.shape[2] == 1:
         array = array[:, :, 0]
-    if array.ndim == 3 and array.shape[2] not in (3, 4):
-        raise TypeError(f"An image array needs 1, 3 or 4 channels, not {array.shape[2]}.")
+    # H x W x 3 is taken as RGB. OpenCV arrays are BGR: pass cv2.cvtColor(array, cv2.COLOR_BGR2RGB)
+    # (or array[..., ::-1]) so that red stays red.
     return Image.fromarray(array)
+
+
+# The modes each encoder writes as they are; anything else is converted first.
+_WRITABLE = {
+    "PNG": {"1", "L", "LA", "I;16", "P", "RGB", "RGBA"},
+    "JPEG": {"L", "RGB", "CMYK"},
+    "WEBP": {"RGB", "RGBA"},
+}
+
+
+def _convert(image: Any, pil_format: str) -> Any:
+    if image.mode in _WRITABLE[pil_format]:
+        return image
+    if image.mode.startswith("I") or image.mode == "F":
+        # 16- or 32-bit samples: scale to 8 bits rather than let Pillow clip them.
+        image = image.convert("I").point(lambda value: value * (1 / 256)).convert("L")
+        return image if image.mode in _WRITABLE[pil_format] else image.convert("RGB")
+    has_alpha = image.mode in ("RGBA", "LA", "PA", "P") and (image.mode != "P" or "transparency" in image.info)
+    if pil_format == "JPEG":
+        # JPEG has no alpha: flatten onto white instead of failing (or turning transparency black).
+        return _flatten(image) if has_alpha or image.mode == "P" else image.convert("RGB")
+    if pil_format == "WEBP":
+        return image.convert("RGBA" if has_alpha else "RGB")
+    return image.convert("RGBA" if has_alpha else "RGB")
 
 
 def _flatten(image: Any) -> Any:

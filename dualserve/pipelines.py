@@ -21,6 +21,7 @@ from typing import Any
 
 from .aio import portal
 from .exceptions import LoadError
+from .negotiation import CONTROLS
 from .params import Parameters
 from .wrapper import BasePipelineWrapper, SupportsRunApi, declared_media_types
 
@@ -65,6 +66,11 @@ class Pipeline:
             media_types=declared_media_types(function),
             description=inspect.getdoc(function),
         )
+
+    @property
+    def controls(self) -> frozenset[str]:
+        """The negotiation query parameters (``format``, ``index``) that run_api does not take itself."""
+        return CONTROLS - self.parameters.model.model_fields.keys()
 
     @property
     def is_async(self) -> bool:

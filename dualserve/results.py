@@ -19,18 +19,22 @@ from typing import Any, ClassVar, Literal
 import pydantic_core
 
 from .exceptions import HTTPError, ResolveError
-from .images import encode_image, format_for, is_image
+from .images import FORMATS, check_image, encode_image, format_for, is_image
 from .media import Media
 from .sniff import OCTET_STREAM, guess_from_bytes, guess_from_name
 
 __all__ = [
+    "IMAGE_TYPES",
     "BytesResult",
+    "ImageResult",
+    "ManyResult",
     "JSONResult",
     "NativeResult",
     "PathResult",
     "Result",
     "StreamResult",
     "TEXT_PLAIN",
+    "encode",
     "encode_json",
     "is_blocking",
     "resolve",
@@ -42,6 +46,8 @@ JSON = "application/json"
 FILE_CHUNK_SIZE = 256 * 1024
 
 Chunks = Iterator[Any] | AsyncIterator[Any]
+#: What an image result can become, in the server's order of preference.
+IMAGE_TYPES = ("image/png", "image/jpeg", "image/webp")
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -85,6 +91,25 @@ class StreamResult(Result):
 
 
 @dataclass(frozen=True, kw_only=True)
+class ImageResult(Result):
+    """A PIL image or numpy array, encoded once the request has chosen a format."""
+
+    image: Any
+    #: Fixed by ``Media(format=...)``; otherwise ``?format=`` or ``Accept`` decides.
+    format: str | None = None
+    quality: int | None = None
+    #: The image media types this result may be encoded as, the default first.
+    offers: tuple[str, ...] = IMAGE_TYPES
+
+
+@dataclass(frozen=True, kw_only=True)
+class ManyResult(Result):
+    """Several images or byte strings: a zip, a JSON list, or one item by ``?index=``."""
+
+    items: tuple[BytesResult | ImageResult, ...]
+
+
+@dataclass(frozen=True, kw_only=True)
 class NativeResult(Result):
     """A framework's own response object, passed through on the frontend of that framework."""
 
@@ -109,7 +134,9 @@ def resolve(value: Any, declared: tuple[str, ...] = ()) -> Result:
         # The classic StreamingResponse(BytesIO) mistake: the bytes are all here, so send them whole.
         return _bytes(value.getvalue(), media_type)
     if is_image(value):
-        return _image(value, format_for(media_type) or "png", None)
+        return _image(value, declared)
+    if isinstance(value, (list, tuple)) and value and all(_is_item(item) for item in value):
+        return ManyResult(items=tuple(_item(item) for item in value), media_type=None)
     if isinstance(value, io.IOBase):
         if not hasattr(value, "readinto"):
             raise ResolveError(f"run_api returned a text file ({type(value).__name__}); open it in binary mode.")
@@ -146,8 +173,12 @@ def native_family(value: Any) -> Literal["starlette", "werkzeug"] | None:
 
 
 def is_blocking(value: Any) -> bool:
-    """Whether resolving ``value`` takes real CPU or disk time (images), so belongs off an event loop."""
-    return is_image(value.content if isinstance(value, Media) else value)
+    """Whether serving ``value`` takes real CPU time (encoding images), so belongs off an event loop."""
+    if isinstance(value, Media):
+        value = value.content
+    if isinstance(value, (list, tuple)):
+        return any(_is_item(item) for item in value)
+    return is_image(value)
 
 
 def _resolve_media(media: Media, declared: tuple[str, ...]) -> Result:
@@ -157,8 +188,9 @@ def _resolve_media(media: Media, declared: tuple[str, ...]) -> Result:
     if media.format is not None or media.quality is not None:
         if not is_image(content):
             raise ResolveError("Media(format=..., quality=...) applies to images only.")
-        format_name = media.format or format_for(media.media_type) or "png"
-        result: Result = _image(content, format_name, media.quality)
+        if media.format is not None and media.format.lower() not in FORMATS:
+            raise ResolveError(f"Media(format={media.format!r}) is not one of png, jpeg, webp.")
+        result: Result = _image(content, declared, media.format, media.quality)
     else:
         result = resolve(content, (media.media_type,) if media.media_type else declared)
     if isinstance(result, NativeResult):
@@ -185,12 +217,45 @@ def _bytes(body: bytes, media_type: str | None) -> BytesResult:
     return BytesResult(body=body, media_type=media_type or guess_from_bytes(body) or OCTET_STREAM)
 
 
-def _image(value: Any, format_name: str, quality: int | None) -> BytesResult:
+def _image(value: Any, declared: tuple[str, ...], format: str | None = None, quality: int | None = None) -> ImageResult:
+    # Declared image types narrow what negotiation may pick; the first one is the default.
+    offers = tuple(dict.fromkeys(FORMATS[name][0] for media_type in declared if (name := format_for(media_type))))
+    if format is None and len(offers) == 1:
+        format = format_for(offers[0])
     try:
-        body, media_type = encode_image(value, format_name, quality)
-    except (TypeError, ValueError) as exc:
+        check_image(value)
+    except TypeError as exc:
         raise ResolveError(str(exc)) from exc
-    return BytesResult(body=body, media_type=media_type)
+    return ImageResult(image=value, format=format, quality=quality, offers=offers or IMAGE_TYPES, media_type=None)
+
+
+def encode(result: ImageResult, format: str) -> BytesResult:
+    """Encode an image result as ``format`` (png, jpeg or webp)."""
+    try:
+        body, media_type = encode_image(result.image, format, result.quality)
+    except (TypeError, ValueError, OSError) as exc:
+        raise ResolveError(str(exc)) from exc
+    return BytesResult(
+        body=body,
+        media_type=media_type,
+        status_code=result.status_code,
+        filename=result.filename,
+        disposition=result.disposition,
+        headers=result.headers,
+        max_age=result.max_age,
+    )
+
+
+def _is_item(value: Any) -> bool:
+    if isinstance(value, Media):
+        return _is_item(value.content)
+    return isinstance(value, (bytes, bytearray, memoryview)) or is_image(value)
+
+
+def _item(value: Any) -> BytesResult | ImageResult:
+    result = resolve(value)
+    assert isinstance(result, (BytesResult, ImageResult))
+    return result
 
 
 def _path(path: Path, media_type: str | None) -> PathResult:

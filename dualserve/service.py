@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any, TypeVar
 
 from werkzeug.exceptions import HTTPException as WerkzeugHTTPException
@@ -19,11 +19,12 @@ from .aio import portal
 from .exceptions import HTTPError, ResolveError
 from .forms import is_form, parse_form
 from .http import render
+from .negotiation import negotiate
 from .pipelines import Pipeline, Registry
 from .replies import Reply, error_reply, json_reply
 from .requests import Request
-from .results import TEXT_PLAIN, NativeResult, Result, StreamResult, is_blocking, resolve
-from .sniff import OCTET_STREAM
+from .results import NativeResult, Result, StreamResult, is_blocking, resolve
+from .streams import prime_async, prime_sync
 from .uploads import UploadFile
 
 __all__ = ["DEFAULT_MAX_BODY_SIZE", "DEFAULT_THREADS", "RUN_METHODS", "Call", "Service", "ToThread"]
@@ -165,23 +166,27 @@ class Call:
             if is_blocking(value):
                 reply: Reply = await to_thread(self._finish_sync, value)
                 return reply
-            result = resolve(value, self.pipeline.media_types)
+            result = self._resolve(value)
             if isinstance(result, StreamResult):
                 if isinstance(result.chunks, AsyncIterator):
-                    result = await _prime_async(result)
+                    result = await prime_async(result)
                 else:
-                    result = await to_thread(_prime_sync, result)
+                    result = await to_thread(prime_sync, result)
             return self._render(result)
         except Exception as exc:
             return self.service.failure(self.pipeline, exc)
 
     def _finish_sync(self, value: Any) -> Reply:
-        result = resolve(value, self.pipeline.media_types)
+        result = self._resolve(value)
         if isinstance(result, StreamResult):
             if isinstance(result.chunks, AsyncIterator):
                 result = dataclasses.replace(result, chunks=portal.iterate(result.chunks))
-            result = _prime_sync(result)
+            result = prime_sync(result)
         return self._render(result)
+
+    def _resolve(self, value: Any) -> Result:
+        result = resolve(value, self.pipeline.media_types)
+        return negotiate(result, self.request, self.pipeline.name, self.pipeline.controls)
 
     def _render(self, result: Result) -> Reply:
         if isinstance(result, NativeResult):
@@ -192,88 +197,3 @@ class Call:
                 )
             return Reply(result.status_code, [], native=result.response)
         return render(result, self.request)
-
-
-# A stream's first chunk is pulled before any header is sent: a generator that fails at once
-# becomes a real 500 JSON answer, and the first chunk tells bytes (octet-stream) from text.
-
-
-def _prime_sync(result: StreamResult) -> StreamResult:
-    chunks = result.chunks
-    assert isinstance(chunks, Iterator)
-    try:
-        first = next(chunks, _END)
-    except BaseException:
-        _close(chunks)
-        raise
-    return dataclasses.replace(result, chunks=_encoded(first, chunks), media_type=_stream_type(result, first))
-
-
-async def _prime_async(result: StreamResult) -> StreamResult:
-    chunks = result.chunks
-    assert isinstance(chunks, AsyncIterator)
-    try:
-        first = await anext(chunks, _END)
-    except BaseException:
-        aclose = getattr(chunks, "aclose", None)
-        if aclose is not None:
-            await aclose()
-        raise
-    return dataclasses.replace(result, chunks=_aencoded(first, chunks), media_type=_stream_type(result, first))
-
-
-_END = object()
-
-
-def _stream_type(result: StreamResult, first: Any) -> str:
-    if result.media_type is not None:
-        return result.media_type
-    return TEXT_PLAIN if isinstance(first, str) else OCTET_STREAM
-
-
-def _encoded(first: Any, rest: Iterator[Any]) -> Iterator[bytes]:
-    try:
-        if first is _END:
-            return
-        yield from _nonempty(_chunk(first))
-        for chunk in rest:
-            yield from _nonempty(_chunk(chunk))
-    finally:
-        _close(rest)
-
-
-async def _aencoded(first: Any, rest: AsyncIterator[Any]) -> AsyncIterator[bytes]:
-    try:
-        if first is _END:
-            return
-        for encoded in _nonempty(_chunk(first)):
-            yield encoded
-        async for chunk in rest:
-            for encoded in _nonempty(_chunk(chunk)):
-                yield encoded
-    finally:
-        aclose = getattr(rest, "aclose", None)
-        if aclose is not None:
-            await aclose()
-
-
-def _chunk(chunk: Any) -> bytes:
-    if isinstance(chunk, bytes):
-        return chunk
-    if isinstance(chunk, str):
-        return chunk.encode("utf-8")
-    if isinstance(chunk, (bytearray, memoryview)):
-        return bytes(chunk)
-    # Headers are already sent: the body is cut off here, and the log says why.
-    raise ResolveError(f"A stream yielded a {type(chunk).__name__}; streams must yield bytes or str.")
-
-
-def _nonempty(chunk: bytes) -> tuple[bytes, ...]:
-    # An empty chunk would end a chunked body early on some servers.
-    return (chunk,) if chunk else ()
-
-
-def _close(iterator: Iterator[Any]) -> None:
-    close = getattr(iterator, "close", None)
-    if close is not None:
-        close()

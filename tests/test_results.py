@@ -15,7 +15,16 @@ from PIL import Image
 from dualserve import HTTPError, Media, ResolveError
 from dualserve.http import content_disposition, render
 from dualserve.requests import Request
-from dualserve.results import BytesResult, JSONResult, PathResult, StreamResult, resolve
+from dualserve.results import (
+    BytesResult,
+    ImageResult,
+    JSONResult,
+    ManyResult,
+    PathResult,
+    StreamResult,
+    encode,
+    resolve,
+)
 from dualserve.sniff import guess_from_bytes, guess_from_name
 
 from .wrappers import DATA, png_bytes
@@ -74,8 +83,10 @@ def test_guess_from_name(name: str, media_type: str | None) -> None:
         pytest.param(memoryview(b"\0\1"), BytesResult, "application/octet-stream", id="memoryview"),
         pytest.param(io.BytesIO(png_bytes()), BytesResult, "image/png", id="bytesio"),
         pytest.param(DATA / "sample.png", PathResult, "image/png", id="path"),
-        pytest.param(Image.new("L", (2, 2)), BytesResult, "image/png", id="pil"),
-        pytest.param(numpy.zeros((2, 2, 3), numpy.uint8), BytesResult, "image/png", id="numpy"),
+        pytest.param(Image.new("L", (2, 2)), ImageResult, None, id="pil"),
+        pytest.param(numpy.zeros((2, 2, 3), numpy.uint8), ImageResult, None, id="numpy"),
+        pytest.param([png_bytes(), Image.new("L", (2, 2))], ManyResult, None, id="several"),
+        pytest.param([{"a": 1}, b"x"], JSONResult, "application/json", id="list-not-all-media"),
         pytest.param(iter([b"a"]), StreamResult, None, id="iterator"),
         pytest.param({"a": 1}, JSONResult, "application/json", id="dict"),
         pytest.param("some/path.png", JSONResult, "application/json", id="str-is-never-a-path"),
@@ -93,24 +104,47 @@ def test_declared_type_wins_over_sniffing() -> None:
     assert resolve(png_bytes(), ("application/x-thing",)).media_type == "application/x-thing"
 
 
-def test_declared_image_type_picks_the_encoder() -> None:
+def test_one_declared_image_type_fixes_the_format() -> None:
     result = resolve(Image.new("RGBA", (4, 4)), ("image/webp",))
-    assert isinstance(result, BytesResult)
-    assert Image.open(io.BytesIO(result.body)).format == "WEBP"
+    assert isinstance(result, ImageResult)
+    assert (result.format, result.offers) == ("webp", ("image/webp",))
+
+
+def test_declared_image_types_narrow_the_offers() -> None:
+    result = resolve(Image.new("RGB", (4, 4)), ("image/jpeg", "image/png", "application/x-other"))
+    assert isinstance(result, ImageResult)
+    assert (result.format, result.offers) == (None, ("image/jpeg", "image/png"))
+
+
+def encoded(value: Any) -> Image.Image:
+    result = resolve(value)
+    assert isinstance(result, ImageResult) and result.format is not None
+    return Image.open(io.BytesIO(encode(result, result.format).body))
 
 
 @pytest.mark.parametrize(("format_name", "pil_name"), [("png", "PNG"), ("jpeg", "JPEG"), ("webp", "WEBP")])
-@pytest.mark.parametrize("mode", ["RGB", "RGBA", "L", "P", "LA"])
+@pytest.mark.parametrize("mode", ["RGB", "RGBA", "L", "P", "LA", "1", "I;16", "I", "F", "CMYK", "PA"])
 def test_media_format_handles_every_mode(format_name: str, pil_name: str, mode: str) -> None:
-    result = resolve(Media(Image.new(mode, (3, 3)), format=format_name, quality=80))
-    assert isinstance(result, BytesResult)
-    assert Image.open(io.BytesIO(result.body)).format == pil_name
+    assert encoded(Media(Image.new(mode, (3, 3)), format=format_name, quality=80)).format == pil_name
 
 
 def test_jpeg_flattens_alpha_onto_white() -> None:
-    result = resolve(Media(Image.new("RGBA", (2, 2), (0, 0, 0, 0)), format="jpeg", quality=100))
-    assert isinstance(result, BytesResult)
-    assert Image.open(io.BytesIO(result.body)).getpixel((0, 0)) == (255, 255, 255)
+    assert encoded(Media(Image.new("RGBA", (2, 2), (0, 0, 0, 0)), format="jpeg", quality=100)).getpixel((0, 0)) == (
+        255,
+        255,
+        255,
+    )
+
+
+def test_jpeg_flattens_transparent_palette_onto_white() -> None:
+    image = Image.new("P", (2, 2), 0)
+    image.info["transparency"] = 0
+    assert encoded(Media(image, format="jpeg", quality=100)).getpixel((0, 0)) == (255, 255, 255)
+
+
+def test_sixteen_bit_is_scaled_not_clipped() -> None:
+    array = numpy.full((2, 2), 40000, dtype=numpy.uint16)
+    assert encoded(Media(Image.fromarray(array), format="jpeg", quality=100)).getpixel((0, 0)) in range(154, 160)
 
 
 @pytest.mark.parametrize(

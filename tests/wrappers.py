@@ -193,6 +193,28 @@ class TempFileWrapper(BasePipelineWrapper):
         return Media(path, media_type="application/octet-stream", delete_after=True)
 
 
+class SeveralWrapper(BasePipelineWrapper):
+    def run_api(self, count: int = 3) -> list[object]:
+        items: list[object] = [
+            Image.new("RGB", (4, 3), "red"),
+            png_bytes(2, 2),
+            Media(b"plain words", filename="notes.txt"),
+        ]
+        return items[:count]
+
+
+class WebpMediaWrapper(BasePipelineWrapper):
+    def run_api(self) -> Media:
+        return Media(Image.new("RGB", (5, 5), "green"), format="webp", quality=50)
+
+
+class OwnFormatWrapper(BasePipelineWrapper):
+    """Has its own ``format`` parameter: negotiation must leave it alone."""
+
+    def run_api(self, format: str = "none") -> Image.Image:
+        return Image.new("L", (len(format), 1))
+
+
 class NoneWrapper(BasePipelineWrapper):
     def run_api(self) -> None:
         return None
@@ -220,6 +242,9 @@ WRAPPERS = {
     "failing_stream": FailingStreamWrapper,
     "upload": UploadWrapper,
     "none": NoneWrapper,
+    "several": SeveralWrapper,
+    "webp_media": WebpMediaWrapper,
+    "own_format": OwnFormatWrapper,
     "range_bytes": RangeBytesWrapper,
     "range_path": RangePathWrapper,
     "range_image": RangeImageWrapper,

@@ -1,0 +1,100 @@
+"""Streams: the first chunk pulled before the headers, chunks checked and encoded. Standard library only.
+
+A stream's first chunk is pulled before any header is sent: a generator that fails at once
+becomes a real 500 JSON answer, and the first chunk tells bytes (octet-stream) from text.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import AsyncIterator, Iterator
+from typing import Any
+
+from .exceptions import ResolveError
+from .results import TEXT_PLAIN, StreamResult
+from .sniff import OCTET_STREAM
+
+__all__ = ["prime_async", "prime_sync"]
+
+
+def prime_sync(result: StreamResult) -> StreamResult:
+    """Pull the first chunk of a sync stream; the result's chunks are then checked ``bytes``."""
+    chunks = result.chunks
+    assert isinstance(chunks, Iterator)
+    try:
+        first = next(chunks, _END)
+    except BaseException:
+        _close(chunks)
+        raise
+    return dataclasses.replace(result, chunks=_encoded(first, chunks), media_type=_stream_type(result, first))
+
+
+async def prime_async(result: StreamResult) -> StreamResult:
+    """Pull the first chunk of an async stream; the result's chunks are then checked ``bytes``."""
+    chunks = result.chunks
+    assert isinstance(chunks, AsyncIterator)
+    try:
+        first = await anext(chunks, _END)
+    except BaseException:
+        aclose = getattr(chunks, "aclose", None)
+        if aclose is not None:
+            await aclose()
+        raise
+    return dataclasses.replace(result, chunks=_aencoded(first, chunks), media_type=_stream_type(result, first))
+
+
+_END = object()
+
+
+def _stream_type(result: StreamResult, first: Any) -> str:
+    if result.media_type is not None:
+        return result.media_type
+    return TEXT_PLAIN if isinstance(first, str) else OCTET_STREAM
+
+
+def _encoded(first: Any, rest: Iterator[Any]) -> Iterator[bytes]:
+    try:
+        if first is _END:
+            return
+        yield from _nonempty(_chunk(first))
+        for chunk in rest:
+            yield from _nonempty(_chunk(chunk))
+    finally:
+        _close(rest)
+
+
+async def _aencoded(first: Any, rest: AsyncIterator[Any]) -> AsyncIterator[bytes]:
+    try:
+        if first is _END:
+            return
+        for encoded in _nonempty(_chunk(first)):
+            yield encoded
+        async for chunk in rest:
+            for encoded in _nonempty(_chunk(chunk)):
+                yield encoded
+    finally:
+        aclose = getattr(rest, "aclose", None)
+        if aclose is not None:
+            await aclose()
+
+
+def _chunk(chunk: Any) -> bytes:
+    if isinstance(chunk, bytes):
+        return chunk
+    if isinstance(chunk, str):
+        return chunk.encode("utf-8")
+    if isinstance(chunk, (bytearray, memoryview)):
+        return bytes(chunk)
+    # Headers are already sent: the body is cut off here, and the log says why.
+    raise ResolveError(f"A stream yielded a {type(chunk).__name__}; streams must yield bytes or str.")
+
+
+def _nonempty(chunk: bytes) -> tuple[bytes, ...]:
+    # An empty chunk would end a chunked body early on some servers.
+    return (chunk,) if chunk else ()
+
+
+def _close(iterator: Iterator[Any]) -> None:
+    close = getattr(iterator, "close", None)
+    if close is not None:
+        close()
