@@ -68,6 +68,16 @@ class Pipeline:
         )
 
     @property
+    def uses_flask(self) -> bool:
+        """Whether the wrapper's module uses Flask or Werkzeug (``send_file`` needs a request context)."""
+        module = sys.modules.get(type(self.wrapper).__module__)
+        for value in vars(module).values() if module is not None else ():
+            origin = value.__name__ if inspect.ismodule(value) else getattr(value, "__module__", None)
+            if isinstance(origin, str) and origin.split(".")[0] in ("flask", "werkzeug"):
+                return True
+        return False
+
+    @property
     def controls(self) -> frozenset[str]:
         """The negotiation query parameters (``format``, ``index``) that run_api does not take itself."""
         return CONTROLS - self.parameters.model.model_fields.keys()

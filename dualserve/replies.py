@@ -16,6 +16,7 @@ from http import HTTPStatus
 from pathlib import Path
 from typing import Any
 
+from .aio import portal
 from .results import encode_json
 
 __all__ = ["FileBody", "Reply", "StreamBody", "error_reply", "framework_error", "json_reply"]
@@ -54,9 +55,11 @@ class Reply:
     cleanups: list[Callable[[], object]] = field(default_factory=list)
 
     def close(self) -> None:
-        """Run the cleanups from a thread; an async cleanup must use :meth:`aclose`."""
+        """Run the cleanups from a thread; async ones (a Starlette background task) on the portal loop."""
         for cleanup in self._take_cleanups():
-            _call_logged(cleanup)
+            outcome = _call_logged(cleanup)
+            if inspect.isawaitable(outcome):
+                portal.call(_await_logged(outcome, cleanup))
 
     async def aclose(self) -> None:
         for cleanup in self._take_cleanups():

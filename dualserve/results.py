@@ -37,6 +37,8 @@ __all__ = [
     "encode",
     "encode_json",
     "is_blocking",
+    "native_family",
+    "path_result",
     "resolve",
 ]
 
@@ -129,7 +131,7 @@ def resolve(value: Any, declared: tuple[str, ...] = ()) -> Result:
     if isinstance(value, (bytes, bytearray, memoryview)):
         return _bytes(bytes(value), media_type)
     if isinstance(value, os.PathLike):
-        return _path(Path(os.fspath(value)), media_type)
+        return path_result(Path(os.fspath(value)), media_type)
     if isinstance(value, io.BytesIO):
         # The classic StreamingResponse(BytesIO) mistake: the bytes are all here, so send them whole.
         return _bytes(value.getvalue(), media_type)
@@ -258,7 +260,11 @@ def _item(value: Any) -> BytesResult | ImageResult:
     return result
 
 
-def _path(path: Path, media_type: str | None) -> PathResult:
+def path_result(path: Path, media_type: str | None, **fields: Any) -> PathResult:
+    """The result for a file: its size and time read now, its type declared, by extension, or sniffed.
+
+    :param fields: other Result fields; ``filename`` defaults to the file's name.
+    """
     # A missing or unreadable file fails here, before any header is sent, so it becomes a JSON error.
     try:
         stat = path.stat()
@@ -271,8 +277,9 @@ def _path(path: Path, media_type: str | None) -> PathResult:
     if media_type is None:
         with path.open("rb") as file:
             media_type = guess_from_bytes(file.read(8192))
+    fields.setdefault("filename", path.name)
     return PathResult(
-        path=path, size=stat.st_size, mtime=stat.st_mtime, media_type=media_type or OCTET_STREAM, filename=path.name
+        path=path, size=stat.st_size, mtime=stat.st_mtime, media_type=media_type or OCTET_STREAM, **fields
     )
 
 

@@ -8,9 +8,11 @@ event loop with sync work sent to threads. Both end in the same Reply.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import AbstractContextManager
 from typing import Any, TypeVar
 
 from werkzeug.exceptions import HTTPException as WerkzeugHTTPException
@@ -19,6 +21,7 @@ from .aio import portal
 from .exceptions import HTTPError, ResolveError
 from .forms import is_form, parse_form
 from .http import render
+from .natives import from_native
 from .negotiation import negotiate
 from .pipelines import Pipeline, Registry
 from .replies import Reply, error_reply, json_reply
@@ -66,6 +69,19 @@ class Service:
         self.debug = debug
         self.max_body_size = max_body_size
         self.threads = threads
+        self._contexts: dict[str, Callable[[], AbstractContextManager[object]]] = {}
+
+    def provide_context(self, family: str, context: Callable[[], AbstractContextManager[object]]) -> None:
+        """Register the context a wrapper that uses ``family`` ("werkzeug") needs to run, such as a
+        Flask request context for ``flask.send_file``; the Flask adapter registers its own."""
+        self._contexts[family] = context
+
+    def context_for(self, pipeline: Pipeline) -> AbstractContextManager[object]:
+        if pipeline.uses_flask and "werkzeug" in self._contexts:
+            # A bare context, the same on every frontend: send_file then answers a plain 200 and
+            # the core applies Range and conditional requests as for any file.
+            return self._contexts["werkzeug"]()
+        return contextlib.nullcontext()
 
     def body_too_large(self) -> Reply:
         """413: the body is over ``max_body_size`` (said by Content-Length, or found while reading)."""
@@ -145,7 +161,9 @@ class Call:
     def run_sync(self) -> Reply:
         """Run in a worker thread: ``run_api``, resolution, the first chunk of a stream, the HTTP rules."""
         try:
-            reply = self._finish_sync(self.pipeline.invoke(self.arguments))
+            with self.service.context_for(self.pipeline):
+                value = self.pipeline.invoke(self.arguments)
+            reply = self._finish_sync(value)
         except Exception as exc:
             reply = self.service.failure(self.pipeline, exc)
         reply.cleanups += self.cleanups
@@ -186,6 +204,8 @@ class Call:
 
     def _resolve(self, value: Any) -> Result:
         result = resolve(value, self.pipeline.media_types)
+        if isinstance(result, NativeResult):
+            result = from_native(result.response, self.cleanups) or result
         return negotiate(result, self.request, self.pipeline.name, self.pipeline.controls)
 
     def _render(self, result: Result) -> Reply:

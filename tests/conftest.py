@@ -15,6 +15,7 @@ from dualserve.mount import compose_asgi, compose_wsgi
 from dualserve.pipelines import Registry
 from dualserve.service import Service
 
+from . import flask_wrappers, hayhooks_wrappers
 from .wrappers import make_wrappers
 
 FRONTENDS = ["fastapi", "flask", "flask-in-fastapi", "fastapi-in-flask"]
@@ -22,7 +23,12 @@ FRONTENDS = ["fastapi", "flask", "flask-in-fastapi", "fastapi-in-flask"]
 
 @pytest.fixture(scope="session")
 def service() -> Service:
-    return Service(Registry.from_wrappers(make_wrappers()))
+    wrappers = {
+        **make_wrappers(),
+        **{name: cls() for name, cls in hayhooks_wrappers.WRAPPERS.items()},
+        **{name: cls() for name, cls in flask_wrappers.WRAPPERS.items()},
+    }
+    return Service(Registry.from_wrappers(wrappers))
 
 
 def frontend_client(name: str, service: Service) -> httpx2.Client:

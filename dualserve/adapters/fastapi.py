@@ -47,6 +47,11 @@ def create_app(service: Service) -> DualserveFastAPI:
     app.router.routes += [Route("/status", endpoints.status), Route("/{name}/run", endpoints.run_route)]
     app.add_exception_handler(HTTPException, _http_exception)
     app.state.dualserve = service
+    if any(pipeline.uses_flask for pipeline in service.registry.pipelines.values()):
+        # Such a wrapper imported Flask already; its helpers need a Flask context to run in.
+        from . import flask as flask_adapter
+
+        flask_adapter.provide_context(service)
     return app
 
 

@@ -35,7 +35,6 @@ class _Response(flask.Response):
 def create_app(service: Service) -> flask.Flask:
     """A Flask app serving ``service``: ``/<name>/run`` and ``/status``."""
     app = flask.Flask("dualserve")
-    app.response_class = _Response
     app.add_url_rule(
         "/status",
         "status",
@@ -62,7 +61,13 @@ def create_app(service: Service) -> flask.Flask:
         )
     app.register_error_handler(HTTPException, _http_exception)
     app.extensions["dualserve"] = service
+    service.provide_context("werkzeug", app.test_request_context)
     return app
+
+
+def provide_context(service: Service) -> None:
+    """Let wrappers that call Flask helpers (``send_file``) run on a frontend that is not Flask."""
+    service.provide_context("werkzeug", flask.Flask("dualserve").test_request_context)
 
 
 def _run_named(service: Service, name: str) -> flask.Response:

@@ -1,0 +1,86 @@
+"""Framework response objects, turned into core results so Hayhooks wrappers run on both frontends.
+
+No web framework is imported: Starlette's ``Response``, ``FileResponse`` and ``StreamingResponse``
+and Werkzeug's ``Response`` (``send_file`` included) are recognised by class and read through
+their public attributes. Their status, body and headers are kept; the headers the contract
+decides (length, validators, ranges) are computed again, so the answer is the same on FastAPI
+and Flask and gets HEAD, Range and 304 like any other result. A background task or
+``call_on_close`` function runs once the response is over, as it would have.
+
+A subclass that overrides how it sends itself (its own ``__call__``) cannot be read this way: it
+is passed through untouched on its own framework and refused with a JSON 500 on the other.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from pathlib import Path
+from typing import Any, Literal
+
+from .results import BytesResult, NativeResult, Result, StreamResult, native_family, path_result
+
+__all__ = ["from_native"]
+
+# Headers recomputed by the core from the body, rather than copied.
+_RECOMPUTED = frozenset(
+    {"content-length", "content-type", "etag", "last-modified", "accept-ranges", "transfer-encoding"}
+)
+_STARLETTE = "starlette.responses"
+_WERKZEUG = ("werkzeug.wrappers.response", "werkzeug.sansio.response", "flask.wrappers")
+
+
+def from_native(value: Any, cleanups: list[Callable[[], object]]) -> Result | None:
+    """A core result for a framework response, or None when ``value`` is not one.
+
+    :param cleanups: receives the response's background work, to run once the answer is over.
+    """
+    family = native_family(value)
+    if family is None:
+        return None
+    if _sends_itself(value, family):
+        return NativeResult(response=value, family=family, media_type=None)
+    if family == "starlette":
+        return _from_starlette(value, cleanups)
+    return _from_werkzeug(value, cleanups)
+
+
+def _sends_itself(value: Any, family: Literal["starlette", "werkzeug"]) -> bool:
+    owner = next(cls for cls in type(value).__mro__ if "__call__" in vars(cls))
+    return owner.__module__ not in ((_STARLETTE,) if family == "starlette" else _WERKZEUG)
+
+
+def _from_starlette(response: Any, cleanups: list[Callable[[], object]]) -> Result:
+    if response.background is not None:
+        cleanups.append(response.background)
+    headers = [(name.decode("latin-1"), value.decode("latin-1")) for name, value in response.raw_headers]
+    kept, media_type = _split(headers)
+    common: dict[str, Any] = {"status_code": response.status_code, "headers": kept}
+    if hasattr(response, "path"):  # FileResponse
+        return path_result(Path(response.path), media_type or response.media_type, filename=None, **common)
+    if hasattr(response, "body_iterator"):  # StreamingResponse
+        return StreamResult(chunks=response.body_iterator, media_type=media_type, **common)
+    return BytesResult(body=bytes(response.body), media_type=media_type or "application/octet-stream", **common)
+
+
+def _from_werkzeug(response: Any, cleanups: list[Callable[[], object]]) -> Result:
+    cleanups.append(response.close)  # call_on_close functions, and the body's own close()
+    kept, media_type = _split(list(response.headers.items()))
+    common: dict[str, Any] = {"status_code": response.status_code, "headers": kept}
+    body = response.response
+    name = getattr(getattr(body, "file", None), "name", None)
+    if response.direct_passthrough and isinstance(name, str) and Path(name).is_file():  # send_file(path)
+        return path_result(Path(name), media_type, filename=None, **common)
+    if response.is_sequence:
+        return BytesResult(body=response.get_data(), media_type=media_type or "application/octet-stream", **common)
+    return StreamResult(chunks=_iterate(body), media_type=media_type, **common)
+
+
+def _iterate(body: Iterable[Any]) -> Any:
+    # A plain iterator over the body; closing it is left to response.close(), in the cleanups.
+    yield from body
+
+
+def _split(headers: list[tuple[str, str]]) -> tuple[tuple[tuple[str, str], ...], str | None]:
+    media_type = next((value for name, value in headers if name.lower() == "content-type"), None)
+    kept = tuple((name.lower(), value) for name, value in headers if name.lower() not in _RECOMPUTED)
+    return kept, media_type

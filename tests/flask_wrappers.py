@@ -1,0 +1,40 @@
+"""Wrappers written the way a Flask endpoint returns images: Response with a mimetype, send_file."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+from flask import Response, send_file
+
+from dualserve import BasePipelineWrapper
+
+from .wrappers import DATA, png_bytes
+
+
+class MimetypeResponseWrapper(BasePipelineWrapper):
+    def run_api(self) -> Response:
+        img = png_bytes(7, 7)
+        return Response(img, mimetype="image/png")
+
+
+class SendFileWrapper(BasePipelineWrapper):
+    def run_api(self, download: bool = False) -> Response:
+        return send_file(
+            DATA / "range.bin", mimetype="application/octet-stream", as_attachment=download, download_name="data.bin"
+        )
+
+
+class GeneratorResponseWrapper(BasePipelineWrapper):
+    def run_api(self) -> Response:
+        def generate() -> Iterator[bytes]:
+            yield b"one,"
+            yield b"two"
+
+        return Response(generate(), mimetype="text/csv")
+
+
+WRAPPERS = {
+    "fl_mimetype": MimetypeResponseWrapper,
+    "fl_send_file": SendFileWrapper,
+    "fl_generator": GeneratorResponseWrapper,
+}

@@ -1,0 +1,92 @@
+"""Hayhooks wrappers (FastAPI responses) and Flask-style wrappers (Response, send_file), unchanged,
+on every frontend: the core reads the response objects, so both frontends answer alike."""
+
+from __future__ import annotations
+
+import io
+from pathlib import Path
+from typing import Any
+
+import httpx2
+import pytest
+from PIL import Image
+
+from .test_conformance import VOLATILE
+from .wrappers import DATA, png_bytes
+
+RANGE_DATA = (DATA / "range.bin").read_bytes()
+
+
+def test_hayhooks_image_generation_file_response(client: httpx2.Client) -> None:
+    response = client.post("hh_image_file/run", json={"prompt": "a cat", "width": 20, "height": 10})
+    assert response.status_code == 200
+    assert response.headers["content-type"] == "image/png"
+    assert response.headers["content-disposition"] == 'attachment; filename="generated_image.png"'
+    assert Image.open(io.BytesIO(response.content)).size == (20, 10)
+    assert "etag" in response.headers and "last-modified" in response.headers
+
+
+def test_hayhooks_background_task_runs_on_every_frontend(client: httpx2.Client, tmp_path: Path) -> None:
+    response = client.get("hh_clean_file/run", params={"directory": str(tmp_path)})
+    assert response.content == png_bytes(3, 3)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_hayhooks_bytes_response(client: httpx2.Client) -> None:
+    response = client.post("hh_bytes/run", json={"prompt": "x"})
+    assert response.content == png_bytes(6, 6)
+    assert response.headers["content-type"] == "image/png"
+    assert response.headers["content-disposition"] == 'inline; filename="image.png"'
+    assert response.headers["content-length"] == str(len(png_bytes(6, 6)))
+
+
+def test_hayhooks_streaming_response(client: httpx2.Client) -> None:
+    response = client.post("hh_audio/run", json={"query": "x"})
+    assert response.status_code == 200
+    assert response.headers["content-type"] == "audio/wav"
+    assert response.headers["content-disposition"] == 'attachment; filename="audio.wav"'
+    assert response.content.startswith(b"RIFF") and len(response.content) == 20012
+
+
+def test_flask_mimetype_response(client: httpx2.Client) -> None:
+    response = client.get("fl_mimetype/run")
+    assert (response.headers["content-type"], response.content) == ("image/png", png_bytes(7, 7))
+
+
+@pytest.mark.parametrize("download", [False, True])
+def test_flask_send_file(client: httpx2.Client, download: bool) -> None:
+    response = client.get("fl_send_file/run", params={"download": str(download).lower()})
+    assert response.status_code == 200
+    assert response.content == RANGE_DATA
+    disposition = "attachment" if download else "inline"
+    assert response.headers["content-disposition"] == f"{disposition}; filename=data.bin"
+    ranged = client.get("fl_send_file/run", headers={"range": "bytes=0-9"})
+    assert (ranged.status_code, ranged.content) == (206, RANGE_DATA[:10])
+
+
+def test_flask_generator_response(client: httpx2.Client) -> None:
+    response = client.get("fl_generator/run")
+    assert (response.headers["content-type"], response.content) == ("text/csv; charset=utf-8", b"one,two")
+
+
+@pytest.mark.parametrize(
+    ("method", "url", "kwargs"),
+    [
+        ("POST", "hh_bytes/run", {"json": {"prompt": "x"}}),
+        ("POST", "hh_audio/run", {"json": {"query": "x"}}),
+        ("GET", "fl_mimetype/run", {}),
+        ("GET", "fl_send_file/run", {}),
+        ("GET", "fl_send_file/run", {"headers": {"range": "bytes=-5"}}),
+        ("HEAD", "fl_send_file/run", {}),
+        ("GET", "fl_generator/run", {}),
+    ],
+)
+def test_identical_everywhere(clients: dict[str, httpx2.Client], method: str, url: str, kwargs: dict[str, Any]) -> None:
+    answers = {}
+    for name, client in clients.items():
+        response = client.request(method, url, **kwargs)
+        headers = sorted((key, value) for key, value in response.headers.items() if key not in VOLATILE)
+        answers[name] = (response.status_code, headers, response.content)
+    reference = answers.pop("fastapi")
+    for name, answer in answers.items():
+        assert answer == reference, name
