@@ -1,8 +1,10 @@
-"""``dualserve run``: serve a pipelines directory with uvicorn, gunicorn or Flask's server."""
+"""``dualserve run`` serves a pipelines directory with uvicorn, gunicorn or Flask's server;
+``dualserve call`` calls a pipeline and saves its result."""
 
 from __future__ import annotations
 
 import argparse
+import json
 import logging
 import math
 import os
@@ -21,6 +23,8 @@ SERVERS = ("uvicorn", "gunicorn", "flask")
 def main(argv: Sequence[str] | None = None) -> int:
     parser = _parser()
     options = parser.parse_args(argv)
+    if options.command == "call":
+        return _call(options)
     if options.command != "run":
         parser.print_help()
         return 2
@@ -70,7 +74,60 @@ def _parser() -> argparse.ArgumentParser:
         help="on SIGTERM, how long open responses may take to finish before they are cut (uvicorn, gunicorn)",
     )
     run.add_argument("--log-level", default="info", choices=("debug", "info", "warning", "error"))
+    call = commands.add_parser(
+        "call",
+        help="call a pipeline and save or print its result",
+        description="POST the parameters as JSON to NAME/run. A value that reads as JSON (256, true, "
+        '[1,2], {"a":1}) is sent as that JSON; anything else as a string.',
+    )
+    call.add_argument("name", help="the pipeline")
+    call.add_argument(
+        "-p", "--param", action="append", default=[], metavar="KEY=VALUE", help="a parameter; repeat for more"
+    )
+    call.add_argument("-o", "--output", help="save the result here (a folder gets the server's file name)")
+    call.add_argument("--url", default="http://127.0.0.1:1416", help="the server, with /flask or /fastapi if mounted")
+    call.add_argument("--accept", help="the media type to ask for, such as image/webp")
+    call.add_argument("--timeout", type=float, default=120.0)
     return parser
+
+
+def _call(options: argparse.Namespace) -> int:
+    from .client import Client, ServerError
+
+    params: dict[str, Any] = {}
+    for item in options.param:
+        key, separator, value = item.partition("=")
+        if not separator or not key:
+            print(f"dualserve call: -p needs KEY=VALUE, not {item!r}", file=sys.stderr)
+            return 2
+        try:
+            params[key] = json.loads(value)
+        except ValueError:
+            params[key] = value
+    try:
+        with Client(options.url, timeout=options.timeout) as client:
+            if options.output and "json" not in (options.accept or ""):
+                # Binary answers stream to disk; a JSON answer is decoded first (below).
+                path = client.download(options.name, options.output, accept=options.accept, **params)
+                print(path, file=sys.stderr)
+                return 0
+            result = client.run(options.name, accept=options.accept, **params)
+    except ServerError as exc:
+        print(f"dualserve call: the server answered {exc.status_code}: {json.dumps(exc.detail)}", file=sys.stderr)
+        return 1
+    except OSError as exc:  # connection refused, unreadable output path ...
+        print(f"dualserve call: {exc}", file=sys.stderr)
+        return 1
+    if options.output:
+        print(result.save(options.output), file=sys.stderr)
+    elif result.media_type.startswith(("application/json", "text/")):
+        sys.stdout.write(result.content.decode("utf-8", "replace") + "\n")
+    elif sys.stdout.isatty():
+        print(f"dualserve call: the result is {result.media_type}; save it with -o FILE", file=sys.stderr)
+        return 2
+    else:
+        sys.stdout.buffer.write(result.content)
+    return 0
 
 
 def _uvicorn(options: argparse.Namespace) -> int:

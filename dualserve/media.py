@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import base64
+import binascii
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
@@ -35,6 +37,26 @@ class Media:
     delete_after: bool = False
     format: str | None = None
     quality: int | None = None
+
+    @classmethod
+    def from_base64(cls, data: str | bytes, media_type: str | None = None, **options: Any) -> Media:
+        """Binary media from base64, as providers answer (``{"artifacts": [{"base64": ...}]}``).
+
+        A ``data:image/png;base64,...`` URL gives its own media type. Without one, the type is
+        sniffed from the decoded bytes, as for any bytes result.
+
+        :param options: any other :class:`Media` field, such as ``filename``.
+        """
+        text = data.decode("ascii") if isinstance(data, bytes) else data
+        if text.startswith("data:"):
+            header, _, text = text.partition(",")
+            declared = header[5:].split(";", 1)[0]
+            media_type = media_type or declared or None
+        try:
+            content = base64.b64decode("".join(text.split()), validate=True)
+        except (binascii.Error, ValueError) as exc:
+            raise ValueError(f"Media.from_base64 got data that is not base64: {exc}") from None
+        return cls(content, media_type=media_type, **options)
 
     def __post_init__(self) -> None:
         if self.disposition not in ("inline", "attachment"):

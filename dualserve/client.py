@@ -1,0 +1,274 @@
+"""Call pipelines over HTTP and get one kind of result, whatever the server answered.
+
+Built on httpx2 (the maintained successor of httpx that Starlette's test client and
+huggingface_hub use). The producer/consumer format mismatch disappears: a binary body, a
+base64 JSON document (``{"media_type", "data"}``, ``{"count", "items"}``, or a provider's
+``{"artifacts": [{"base64": ...}]}``), a zip of several items, or a stream all come back as
+:class:`Result` objects with ``.content``, ``.media_type``, ``.filename``, ``.save()`` and
+``.image()``.
+
+    with Client("http://127.0.0.1:1416") as client:
+        client.run("pillow_image", prompt="a cat").save("cat.png")
+        client.download("byte_stream", "tone.wav", seconds=30)   # streamed to disk, progress on a tty
+"""
+
+from __future__ import annotations
+
+import base64
+import io
+import json
+import mimetypes
+import sys
+import zipfile
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from email.message import Message
+from pathlib import Path
+from typing import IO, Any
+
+import httpx2
+
+__all__ = ["AsyncClient", "Client", "Result", "ServerError"]
+
+DEFAULT_URL = "http://127.0.0.1:1416"
+CHUNK = 1024 * 1024
+
+
+class ServerError(Exception):
+    """The server answered with an error status; ``detail`` is its JSON ``detail`` when it sent one."""
+
+    def __init__(self, status_code: int, detail: Any) -> None:
+        super().__init__(f"{status_code}: {detail}")
+        self.status_code = status_code
+        self.detail = detail
+
+
+@dataclass
+class Result:
+    """One media result: bytes with a type and, when the server named it, a file name."""
+
+    content: bytes
+    media_type: str
+    filename: str | None = None
+    #: Every item of a several-item answer (a zip, ``{"count", "items"}``, several artifacts);
+    #: ``content`` is then the first item's. A single result lists itself.
+    items: list[Result] = field(default_factory=list)
+    #: The decoded JSON, when the server answered data rather than media.
+    data: Any = None
+
+    def __post_init__(self) -> None:
+        if not self.items:
+            self.items = [self]
+
+    def save(self, path: str | Path) -> Path:
+        """Write the content to ``path`` (a folder gets the server's file name) and return the path."""
+        target = Path(path)
+        if target.is_dir():
+            target = target / (self.filename or f"result{_extension(self.media_type)}")
+        target.write_bytes(self.content)
+        return target
+
+    def save_all(self, folder: str | Path) -> list[Path]:
+        """Write every item into ``folder`` under its own name (``item_0.png`` when it has none)."""
+        target = Path(folder)
+        target.mkdir(parents=True, exist_ok=True)
+        paths = []
+        for index, item in enumerate(self.items):
+            name = item.filename or f"item_{index}{_extension(item.media_type)}"
+            paths.append(item.save(target / name))
+        return paths
+
+    def image(self) -> Any:
+        """The content as a ``PIL.Image.Image``."""
+        from PIL import Image
+
+        image = Image.open(io.BytesIO(self.content))
+        image.load()
+        return image
+
+    def json(self) -> Any:
+        return self.data if self.data is not None else json.loads(self.content)
+
+
+def interpret(status_code: int, headers: httpx2.Headers, content: bytes) -> Result:
+    """Turn any answer into a :class:`Result`; raise :class:`ServerError` for an error status."""
+    media_type = headers.get("content-type", "application/octet-stream")
+    if status_code >= 400:
+        detail: Any = content.decode("utf-8", "replace")
+        if media_type.startswith("application/json"):
+            try:
+                detail = json.loads(content).get("detail", detail)
+            except (ValueError, AttributeError):
+                pass
+        raise ServerError(status_code, detail)
+    filename = _filename(headers.get("content-disposition"))
+    base = media_type.split(";", 1)[0].strip()
+    if base == "application/zip":
+        return _from_zip(content)
+    if base == "application/json":
+        return _from_json(json.loads(content), content)
+    return Result(content, media_type, filename)
+
+
+def _from_json(document: Any, raw: bytes) -> Result:
+    if isinstance(document, dict):
+        if isinstance(document.get("data"), str) and "media_type" in document:
+            return _decoded(document["data"], document["media_type"])
+        if isinstance(document.get("items"), list) and "count" in document:
+            return _several([_decoded(item["data"], item.get("media_type")) for item in document["items"]])
+        artifacts = document.get("artifacts")
+        if isinstance(artifacts, list) and artifacts and all("base64" in item for item in artifacts):
+            return _several([_decoded(item["base64"], None) for item in artifacts])
+    return Result(raw, "application/json", data=document)
+
+
+def _decoded(data: str, media_type: str | None) -> Result:
+    content = base64.b64decode(data)
+    if media_type is None:
+        from .sniff import OCTET_STREAM, guess_from_bytes
+
+        media_type = guess_from_bytes(content) or OCTET_STREAM
+    return Result(content, media_type)
+
+
+def _several(items: list[Result]) -> Result:
+    if len(items) == 1:
+        return items[0]
+    first = items[0] if items else Result(b"", "application/octet-stream")
+    return Result(first.content, first.media_type, first.filename, items=items or [first])
+
+
+def _from_zip(content: bytes) -> Result:
+    from .sniff import OCTET_STREAM, guess_from_name
+
+    with zipfile.ZipFile(io.BytesIO(content)) as archive:
+        items = [Result(archive.read(n), guess_from_name(n) or OCTET_STREAM, Path(n).name) for n in archive.namelist()]
+    return _several(items)
+
+
+def _filename(disposition: str | None) -> str | None:
+    if not disposition:
+        return None
+    message = Message()
+    message["content-disposition"] = disposition
+    name = message.get_filename()
+    return Path(name).name if name else None  # never a path, whatever the server says
+
+
+def _extension(media_type: str) -> str:
+    return mimetypes.guess_extension(media_type.split(";", 1)[0].strip()) or ".bin"
+
+
+class _Progress:
+    """A progress bar on stderr when it is a terminal (tqdm), silence otherwise."""
+
+    def __init__(self, total: int | None, label: str, enabled: bool | None) -> None:
+        self.bar: Any = None
+        if enabled if enabled is not None else sys.stderr.isatty():
+            from tqdm import tqdm
+
+            self.bar = tqdm(total=total, unit="B", unit_scale=True, unit_divisor=1024, desc=label, file=sys.stderr)
+
+    def update(self, count: int) -> None:
+        if self.bar is not None:
+            self.bar.update(count)
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
+
+
+def _request_options(params: dict[str, Any], accept: str | None) -> dict[str, Any]:
+    return {"json": params, "headers": {"accept": accept} if accept else {}}
+
+
+class Client:
+    """A synchronous client for a dualserve server (or any service that answers media).
+
+    :param url: the server, with the frontend's prefix if any (``http://host:1416/flask``).
+    :param timeout: seconds; generating an image can take a while.
+    """
+
+    def __init__(self, url: str = DEFAULT_URL, timeout: float = 120.0, **options: Any) -> None:
+        self.http = httpx2.Client(base_url=url.rstrip("/") + "/", timeout=timeout, **options)
+
+    def run(self, name: str, accept: str | None = None, **params: Any) -> Result:
+        """POST ``params`` as JSON to ``/{name}/run`` and interpret the answer."""
+        response = self.http.post(f"{name}/run", **_request_options(params, accept))
+        return interpret(response.status_code, response.headers, response.content)
+
+    def download(
+        self, name: str, path: str | Path, accept: str | None = None, progress: bool | None = None, **params: Any
+    ) -> Path:
+        """Stream the answer to ``path`` without holding it in memory; a progress bar shows on a tty."""
+        target = Path(path)
+        with self.http.stream("POST", f"{name}/run", **_request_options(params, accept)) as response:
+            if response.status_code >= 400:
+                response.read()
+                interpret(response.status_code, response.headers, response.content)
+            if target.is_dir():
+                target = target / (_filename(response.headers.get("content-disposition")) or f"{name}.bin")
+            with target.open("wb") as file:
+                _copy(response.iter_bytes(CHUNK), file, response.headers, str(target.name), progress)
+        return target
+
+    def close(self) -> None:
+        self.http.close()
+
+    def __enter__(self) -> Client:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+
+def _copy(chunks: Iterator[bytes], file: IO[bytes], headers: httpx2.Headers, label: str, progress: bool | None) -> None:
+    length = headers.get("content-length")
+    bar = _Progress(int(length) if length and length.isdigit() else None, label, progress)
+    try:
+        for chunk in chunks:
+            file.write(chunk)
+            bar.update(len(chunk))
+    finally:
+        bar.close()
+
+
+class AsyncClient:
+    """The asynchronous twin of :class:`Client`, for use inside an event loop."""
+
+    def __init__(self, url: str = DEFAULT_URL, timeout: float = 120.0, **options: Any) -> None:
+        self.http = httpx2.AsyncClient(base_url=url.rstrip("/") + "/", timeout=timeout, **options)
+
+    async def run(self, name: str, accept: str | None = None, **params: Any) -> Result:
+        response = await self.http.post(f"{name}/run", **_request_options(params, accept))
+        return interpret(response.status_code, response.headers, response.content)
+
+    async def download(
+        self, name: str, path: str | Path, accept: str | None = None, progress: bool | None = None, **params: Any
+    ) -> Path:
+        target = Path(path)
+        async with self.http.stream("POST", f"{name}/run", **_request_options(params, accept)) as response:
+            if response.status_code >= 400:
+                await response.aread()
+                interpret(response.status_code, response.headers, response.content)
+            if target.is_dir():
+                target = target / (_filename(response.headers.get("content-disposition")) or f"{name}.bin")
+            length = response.headers.get("content-length")
+            bar = _Progress(int(length) if length and length.isdigit() else None, target.name, progress)
+            try:
+                with target.open("wb") as file:
+                    async for chunk in response.aiter_bytes(CHUNK):
+                        file.write(chunk)
+                        bar.update(len(chunk))
+            finally:
+                bar.close()
+        return target
+
+    async def aclose(self) -> None:
+        await self.http.aclose()
+
+    async def __aenter__(self) -> AsyncClient:
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.aclose()
