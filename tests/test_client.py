@@ -36,7 +36,7 @@ def server() -> Iterator[tuple[str, int]]:
 
 @pytest.fixture(params=["", "/flask"], ids=["fastapi", "flask"])
 def url(request: pytest.FixtureRequest, server: tuple[str, int]) -> str:
-    return server[0] + request.param
+    return server[0] + str(request.param)
 
 
 def test_binary_result(url: str, tmp_path: Path) -> None:
