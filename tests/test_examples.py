@@ -5,6 +5,7 @@ from __future__ import annotations
 import io
 import struct
 import wave
+import zipfile
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -78,6 +79,17 @@ def test_file_on_disk(client: httpx2.Client) -> None:
     assert text.headers["content-type"] == "text/plain; charset=utf-8"
     assert text.headers["content-disposition"] == 'attachment; filename="readme.txt"'
     assert client.get("file_on_disk/run", params={"name": "../../etc/passwd"}).status_code == 422
+
+
+def test_several_images(client: httpx2.Client) -> None:
+    zipped = client.post("several_images/run", json={"count": 2, "size": 32})
+    assert zipped.headers["content-type"] == "application/zip"
+    with zipfile.ZipFile(io.BytesIO(zipped.content)) as archive:
+        assert archive.namelist() == ["image_0.png", "image_1.png"]
+    listed = client.post("several_images/run", json={"count": 2}, headers={"accept": "application/json"}).json()
+    assert listed["count"] == 2
+    one = client.get("several_images/run", params={"count": 2, "index": 1}, headers={"accept": "image/webp"})
+    assert image(one).format == "WEBP"
 
 
 def test_byte_stream_is_a_valid_wav(client: httpx2.Client) -> None:
