@@ -33,6 +33,8 @@ from a2wsgi import ASGIMiddleware, WSGIMiddleware
 from a2wsgi.asgi import ASGIResponder
 from a2wsgi.wsgi import Body, WSGIResponder, build_environ
 
+from .aio import portal
+
 __all__ = ["ASGIMount", "ClientDisconnected", "FileWrapper", "WSGIMount"]
 
 Message = dict[str, Any]
@@ -149,7 +151,8 @@ class ASGIMount(ASGIMiddleware):
     """Serve an ASGI app from a WSGI server, with lifespan and disconnects delivered."""
 
     def __init__(self, app: Any, max_body_size: int, startup_timeout: float = 30.0) -> None:
-        super().__init__(app)
+        # The portal's loop: the ASGI app and the wrappers' async code then share one loop.
+        super().__init__(app, loop=portal.loop)
         self.max_body_size = max_body_size
         self._lifespan = _Lifespan(app, self.loop)
         self._lifespan.start(startup_timeout)
@@ -157,7 +160,8 @@ class ASGIMount(ASGIMiddleware):
 
     def __call__(self, environ: Any, start_response: Any) -> Iterable[bytes]:
         responder = _ASGIResponder(self.app, self.loop, self.wait_time)
-        return responder.respond(_with_content_length(environ, self.max_body_size), start_response)
+        environ = _with_content_length(_decodable(environ), self.max_body_size)
+        return responder.respond(environ, start_response)
 
 
 class _ASGIResponder(ASGIResponder):
@@ -188,6 +192,19 @@ class _ASGIResponder(ASGIResponder):
         await super().asgi_send(message)
         if self.gone:
             raise ClientDisconnected("The client disconnected.")
+
+
+def _decodable(environ: Any) -> Any:
+    # a2wsgi encodes QUERY_STRING as ASCII and decodes PATH_INFO as UTF-8, and a raw byte outside
+    # those crashed it into a text 500. Escape the query's raw bytes (the core decodes them as
+    # UTF-8 either way) and replace what in the path is not UTF-8.
+    query: str = environ.get("QUERY_STRING", "")
+    path: str = environ.get("PATH_INFO", "")
+    if query.isascii() and path.isascii():
+        return environ
+    fixed = "".join(ch if ch.isascii() else f"%{ord(ch):02X}" for ch in query)
+    path = path.encode("latin-1").decode("utf-8", "replace").encode("utf-8").decode("latin-1")
+    return {**environ, "QUERY_STRING": fixed, "PATH_INFO": path}
 
 
 def _with_content_length(environ: Any, max_body_size: int) -> Any:

@@ -4,8 +4,8 @@ Our exception hierarchy::
 
     DualserveError
     ├── HTTPError          raised by a wrapper: answered with its status and ``{"detail": ...}``
-    ├── RequestError       the request is wrong: 404, 405, 413, 422 ...
-    │   └── ValidationError   422 with the contract's ``detail`` list
+    │   └── RequestError   the request itself is wrong (raised while reading its arguments)
+    │       └── ValidationError   422 with the contract's ``detail`` list
     ├── LoadError          a pipeline wrapper could not be imported or set up
     └── ResolveError       ``run_api`` returned something that cannot become a response (also a TypeError)
 """

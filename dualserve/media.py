@@ -61,8 +61,9 @@ class Media:
     def __post_init__(self) -> None:
         if self.disposition not in ("inline", "attachment"):
             raise ValueError(f"Media disposition must be 'inline' or 'attachment', not {self.disposition!r}.")
-        if not 200 <= self.status_code <= 599:
-            raise ValueError(f"Media status_code must be from 200 to 599, not {self.status_code}.")
+        if not 200 <= self.status_code <= 599 or self.status_code in (204, 205, 304):
+            # 204, 205 and 304 have no body, and servers disagree on what to do with one.
+            raise ValueError(f"Media status_code must be from 200 to 599 and allow a body, not {self.status_code}.")
         if self.max_age is not None and self.max_age < 0:
             raise ValueError("Media max_age must be zero or more seconds.")
         if self.filename is not None and any(ch in self.filename for ch in "\r\n\0"):

@@ -19,7 +19,6 @@ import pydantic
 from pydantic import BaseModel, Field, create_model
 
 from .exceptions import ValidationError
-from .uploads import UploadFile
 
 __all__ = ["Parameters", "docstring_arguments"]
 
@@ -40,7 +39,6 @@ class Parameters:
         descriptions = docstring_arguments(inspect.getdoc(function) or "")
         fields: dict[str, Any] = {}
         self.sequences: set[str] = set()
-        self.uploads: set[str] = set()
         for parameter in signature.parameters.values():
             if parameter.kind in (parameter.VAR_POSITIONAL, parameter.VAR_KEYWORD):
                 continue  # *args/**kwargs have no names a client could send
@@ -49,8 +47,6 @@ class Parameters:
             fields[parameter.name] = (annotation, Field(default, description=descriptions.get(parameter.name)))
             if _is_sequence(annotation):
                 self.sequences.add(parameter.name)
-            if _mentions(annotation, UploadFile):
-                self.uploads.add(parameter.name)
         model_name = re.sub(r"\W|^(?=\d)", "_", name) + "Request"
         self.model: type[BaseModel] = create_model(model_name, **fields)
         # A GET without a query string is the commonest call of all: when every parameter has an
@@ -59,11 +55,6 @@ class Parameters:
         defaults = [field.default for field in self.model.model_fields.values()]
         if all(isinstance(value, _IMMUTABLE) or value is None for value in defaults):
             self._no_arguments = _arguments(self.model.model_validate({}))
-
-    @property
-    def multipart(self) -> bool:
-        """Whether the request must be ``multipart/form-data`` (an upload parameter exists)."""
-        return bool(self.uploads)
 
     def from_json(self, body: bytes) -> dict[str, Any]:
         """Validate a JSON object body; an empty body means no arguments."""
@@ -166,9 +157,3 @@ def _is_sequence(annotation: Any) -> bool:
     if origin is typing.Union or type(annotation).__name__ == "UnionType":
         return any(_is_sequence(arg) for arg in typing.get_args(annotation) if arg is not type(None))
     return origin in _SEQUENCE_ORIGINS or annotation in _SEQUENCE_ORIGINS
-
-
-def _mentions(annotation: Any, target: type) -> bool:
-    if annotation is target:
-        return True
-    return any(_mentions(arg, target) for arg in typing.get_args(annotation))

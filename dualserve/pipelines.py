@@ -174,7 +174,10 @@ def _set_up(name: str, wrapper: Any) -> Pipeline:
     pipeline = Pipeline.from_wrapper(name, wrapper)
     setup = getattr(wrapper, "setup", None)
     if callable(setup):
-        where = inspect.getsourcefile(type(wrapper)) or type(wrapper).__qualname__
+        try:
+            where = inspect.getsourcefile(type(wrapper)) or type(wrapper).__qualname__
+        except (TypeError, OSError):  # defined in a notebook, `python -c`, or exec()
+            where = type(wrapper).__qualname__
         try:
             outcome = setup()
             if inspect.isawaitable(outcome):

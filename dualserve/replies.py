@@ -19,7 +19,7 @@ from typing import Any
 from .aio import portal
 from .results import encode_json
 
-__all__ = ["FileBody", "Reply", "StreamBody", "error_reply", "framework_error", "json_reply"]
+__all__ = ["FileBody", "Reply", "StreamBody", "error_reply", "for_method", "framework_error", "json_reply"]
 
 logger = logging.getLogger("dualserve")
 
@@ -39,10 +39,6 @@ class StreamBody:
 
     chunks: Iterator[bytes] | AsyncIterator[bytes]
 
-    @property
-    def is_async(self) -> bool:
-        return isinstance(self.chunks, AsyncIterator)
-
 
 @dataclass
 class Reply:
@@ -61,11 +57,13 @@ class Reply:
             if inspect.isawaitable(outcome):
                 portal.call(_await_logged(outcome, cleanup))
 
-    async def aclose(self) -> None:
+    async def aclose(self, to_thread: Callable[..., Awaitable[Any]]) -> None:
+        """Run the cleanups from an event loop: sync ones (closing a generator, deleting a file) in
+        a thread through ``to_thread``, async ones on the portal loop."""
         for cleanup in self._take_cleanups():
-            outcome = _call_logged(cleanup)
+            outcome = await to_thread(_call_logged, cleanup)
             if inspect.isawaitable(outcome):
-                await _await_logged(outcome, cleanup)
+                await portal.acall(_await_logged(outcome, cleanup))
 
     def _take_cleanups(self) -> list[Callable[[], object]]:
         cleanups, self.cleanups = self.cleanups, []
@@ -101,7 +99,7 @@ def error_reply(
 _METHOD_ORDER = ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS")
 
 
-def framework_error(status_code: int, allow: str | None = None) -> Reply:
+def framework_error(status_code: int, allow: str | None = None, method: str = "GET") -> Reply:
     """The contract's JSON for an error the framework raised itself (no route: 404; wrong method: 405)."""
     headers = []
     if allow:
@@ -112,7 +110,15 @@ def framework_error(status_code: int, allow: str | None = None) -> Reply:
         phrase = HTTPStatus(status_code).phrase
     except ValueError:
         phrase = "Error"
-    return error_reply(status_code, phrase, headers)
+    return for_method(error_reply(status_code, phrase, headers), method)
+
+
+def for_method(reply: Reply, method: str) -> Reply:
+    """The reply as ``method`` gets it: a HEAD answer has the headers (Content-Length included)
+    and no body. Streams and files are dropped by ``dualserve.http``, which knows how to close them."""
+    if method == "HEAD" and isinstance(reply.body, bytes):
+        reply.body = b""
+    return reply
 
 
 def _call_logged(cleanup: Callable[[], object]) -> object:

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Protocol
+from urllib.parse import parse_qsl
 
 __all__ = ["HeaderLookup", "Request"]
 
@@ -21,14 +23,25 @@ class Request:
 
     :param method: the upper-case method.
     :param headers: case-insensitive request headers.
-    :param query: the query string's pairs, in order.
+    :param query_string: the raw query string, as the server received it.
     :param body: the raw body, read in full under the size limit.
     :param native: the framework family of the frontend that received it.
     """
 
     method: str
     headers: HeaderLookup
-    query: Sequence[tuple[str, str]] = ()
+    query_string: bytes = b""
     body: bytes = b""
     #: Whose response objects this frontend can pass through untouched: "starlette" or "werkzeug".
     native: str = ""
+
+    @functools.cached_property
+    def query(self) -> Sequence[tuple[str, str]]:
+        """The query string's pairs, in order, decoded once here for every frontend.
+
+        Starlette and Werkzeug decode differently (``%FF`` was U+FFFD on one and ``%FF`` on the
+        other); here raw bytes and escapes are both UTF-8, and what is not UTF-8 becomes U+FFFD.
+        """
+        if not self.query_string:
+            return ()
+        return parse_qsl(self.query_string.decode("utf-8", "replace"), keep_blank_values=True, errors="replace")

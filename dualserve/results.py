@@ -11,7 +11,7 @@ from __future__ import annotations
 import dataclasses
 import io
 import os
-from collections.abc import AsyncIterator, Iterator, Mapping
+from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar, Literal
@@ -19,6 +19,7 @@ from typing import Any, ClassVar, Literal
 import pydantic_core
 
 from .exceptions import HTTPError, ResolveError
+from .header_fields import checked
 from .images import FORMATS, check_image, encode_image, format_for, is_image
 from .media import Media
 from .sniff import OCTET_STREAM, guess_from_bytes, guess_from_name
@@ -206,7 +207,7 @@ def _resolve_media(media: Media, declared: tuple[str, ...]) -> Result:
         "media_type": media_type,
         "filename": media.filename if media.filename is not None else result.filename,
         "disposition": media.disposition,
-        "headers": tuple(_checked_headers(media.headers)),
+        "headers": tuple(checked(media.headers.items(), "Media(headers=...)")),
         "status_code": media.status_code,
         "max_age": media.max_age,
     }
@@ -291,30 +292,3 @@ def _read_file(file: Any) -> Iterator[bytes]:
 
 def _unknown(media_type: str | None) -> bool:
     return media_type in (None, OCTET_STREAM)
-
-
-# These headers carry what the contract decides (type, length, ranges, validators, disposition);
-# a wrapper sets them through Media's own fields instead.
-_RESERVED = frozenset(
-    {
-        "accept-ranges",
-        "content-disposition",
-        "content-length",
-        "content-range",
-        "content-type",
-        "etag",
-        "last-modified",
-        "transfer-encoding",
-    }
-)
-
-
-def _checked_headers(headers: Mapping[str, str]) -> Iterator[tuple[str, str]]:
-    for name, value in headers.items():
-        if name.lower() in _RESERVED:
-            raise ResolveError(
-                f"Media(headers=...) cannot set {name!r}: use Media's media_type, filename or max_age instead."
-            )
-        if any(ch in f"{name}{value}" for ch in "\r\n\0"):
-            raise ResolveError(f"Media(headers=...) has a line break or NUL in {name!r}.")
-        yield name, value

@@ -13,18 +13,19 @@ import dataclasses
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import AbstractContextManager
-from typing import Any, TypeVar
+from typing import Any
 
 from werkzeug.exceptions import HTTPException as WerkzeugHTTPException
 
 from .aio import portal
 from .exceptions import HTTPError, ResolveError
 from .forms import is_form, parse_form
+from .header_fields import checked
 from .http import render
 from .natives import from_native
 from .negotiation import negotiate
 from .pipelines import Pipeline, Registry
-from .replies import Reply, error_reply, json_reply
+from .replies import Reply, error_reply, for_method, json_reply
 from .requests import Request
 from .results import NativeResult, Result, StreamResult, is_blocking, resolve
 from .streams import prime_async, prime_sync
@@ -34,7 +35,6 @@ __all__ = ["DEFAULT_MAX_BODY_SIZE", "DEFAULT_THREADS", "RUN_METHODS", "Call", "S
 
 logger = logging.getLogger("dualserve")
 
-T = TypeVar("T")
 #: How an async frontend runs a blocking function: Starlette's ``run_in_threadpool``, for one.
 ToThread = Callable[..., Awaitable[Any]]
 
@@ -45,6 +45,7 @@ DEFAULT_MAX_BODY_SIZE = 64 * 1024 * 1024
 DEFAULT_THREADS = 64
 STATUS_METHODS = ("GET", "HEAD")
 _FAILED = "Pipeline execution failed"
+_ERROR_RESERVED = frozenset({"content-type", "content-length", "transfer-encoding"})
 
 
 class Service:
@@ -87,6 +88,10 @@ class Service:
         """413: the body is over ``max_body_size`` (said by Content-Length, or found while reading)."""
         return error_reply(413, f"The request body is larger than the limit of {self.max_body_size} bytes.")
 
+    def body_incomplete(self) -> Reply:
+        """400: the body ended before its Content-Length, so the client is gone or broken."""
+        return error_reply(400, "The request body ended before its Content-Length.")
+
     def malformed_form(self) -> Reply:
         """422, in the shape of a malformed JSON body, for a form body its parser refused."""
         problem = {"loc": ["body"], "msg": "The form body could not be parsed.", "type": "form_invalid"}
@@ -108,6 +113,10 @@ class Service:
 
     def prepare(self, name: str, request: Request) -> Call | Reply:
         """Find the pipeline and validate the arguments, or answer right away."""
+        outcome = self._prepare(name, request)
+        return outcome if isinstance(outcome, Call) else for_method(outcome, request.method)
+
+    def _prepare(self, name: str, request: Request) -> Call | Reply:
         pipeline = self.registry.pipelines.get(name)
         if pipeline is None:
             if name in self.registry.failures:
@@ -135,7 +144,11 @@ class Service:
     def failure(self, pipeline: Pipeline, exc: BaseException) -> Reply:
         """The JSON answer for an exception raised while running or resolving."""
         if isinstance(exc, HTTPError):
-            return error_reply(exc.status_code, exc.detail, list(exc.headers.items()))
+            try:
+                headers = list(checked(exc.headers.items(), "HTTPError(headers=...)", _ERROR_RESERVED))
+                return error_reply(exc.status_code, exc.detail, headers)
+            except ResolveError as unsendable:  # a detail that is not JSON, a header no server can send
+                exc = unsendable
         logger.error("Pipeline %r failed", pipeline.name, exc_info=exc)
         detail: Any = _FAILED
         if self.debug:
@@ -165,7 +178,7 @@ class Call:
                 value = self.pipeline.invoke(self.arguments)
             reply = self._finish_sync(value)
         except Exception as exc:
-            reply = self.service.failure(self.pipeline, exc)
+            reply = for_method(self.service.failure(self.pipeline, exc), self.request.method)
         reply.cleanups += self.cleanups
         return reply
 
@@ -180,19 +193,19 @@ class Call:
 
     async def _run_on_loop(self, to_thread: ToThread) -> Reply:
         try:
-            value = await self.pipeline.function(**self.arguments)
+            value = await portal.acall(self.pipeline.function(**self.arguments))
             if is_blocking(value):
                 reply: Reply = await to_thread(self._finish_sync, value)
                 return reply
             result = self._resolve(value)
             if isinstance(result, StreamResult):
                 if isinstance(result.chunks, AsyncIterator):
-                    result = await prime_async(result)
+                    result = await prime_async(dataclasses.replace(result, chunks=portal.aiterate(result.chunks)))
                 else:
                     result = await to_thread(prime_sync, result)
             return self._render(result)
         except Exception as exc:
-            return self.service.failure(self.pipeline, exc)
+            return for_method(self.service.failure(self.pipeline, exc), self.request.method)
 
     def _finish_sync(self, value: Any) -> Reply:
         result = self._resolve(value)

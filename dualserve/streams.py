@@ -23,10 +23,11 @@ def prime_sync(result: StreamResult) -> StreamResult:
     assert isinstance(chunks, Iterator)
     try:
         first = next(chunks, _END)
+        head = b"" if first is _END else _chunk(first)  # a bad first chunk is still a JSON 500
     except BaseException:
         _close(chunks)
         raise
-    return dataclasses.replace(result, chunks=_encoded(first, chunks), media_type=_stream_type(result, first))
+    return dataclasses.replace(result, chunks=_encoded(head, chunks), media_type=_stream_type(result, first))
 
 
 async def prime_async(result: StreamResult) -> StreamResult:
@@ -35,12 +36,13 @@ async def prime_async(result: StreamResult) -> StreamResult:
     assert isinstance(chunks, AsyncIterator)
     try:
         first = await anext(chunks, _END)
+        head = b"" if first is _END else _chunk(first)
     except BaseException:
         aclose = getattr(chunks, "aclose", None)
         if aclose is not None:
             await aclose()
         raise
-    return dataclasses.replace(result, chunks=_aencoded(first, chunks), media_type=_stream_type(result, first))
+    return dataclasses.replace(result, chunks=_aencoded(head, chunks), media_type=_stream_type(result, first))
 
 
 _END = object()
@@ -52,22 +54,18 @@ def _stream_type(result: StreamResult, first: Any) -> str:
     return TEXT_PLAIN if isinstance(first, str) else OCTET_STREAM
 
 
-def _encoded(first: Any, rest: Iterator[Any]) -> Iterator[bytes]:
+def _encoded(head: bytes, rest: Iterator[Any]) -> Iterator[bytes]:
     try:
-        if first is _END:
-            return
-        yield from _nonempty(_chunk(first))
+        yield from _nonempty(head)
         for chunk in rest:
             yield from _nonempty(_chunk(chunk))
     finally:
         _close(rest)
 
 
-async def _aencoded(first: Any, rest: AsyncIterator[Any]) -> AsyncIterator[bytes]:
+async def _aencoded(head: bytes, rest: AsyncIterator[Any]) -> AsyncIterator[bytes]:
     try:
-        if first is _END:
-            return
-        for encoded in _nonempty(_chunk(first)):
+        for encoded in _nonempty(head):
             yield encoded
         async for chunk in rest:
             for encoded in _nonempty(_chunk(chunk)):

@@ -6,7 +6,7 @@ Flask alike.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Any, Protocol, TypeVar, runtime_checkable
 
 __all__ = ["BasePipelineWrapper", "SupportsRunApi", "produces", "declared_media_types"]
@@ -32,8 +32,12 @@ class BasePipelineWrapper:
     return protocol: bytes, a path, an iterator, an image, a :class:`~dualserve.Media`, or JSON.
     """
 
-    def setup(self) -> None:
-        """Load what every request needs. Called once per process, before the first request."""
+    def setup(self) -> Awaitable[None] | None:
+        """Load what every request needs. Called once per process, before the first request.
+
+        May be ``async def``: it then runs on the loop that runs every async ``run_api``.
+        """
+        return None
 
     def run_api(self, *args: Any, **kwargs: Any) -> Any:
         raise NotImplementedError("The 'run_api' method must be implemented by the PipelineWrapper.")

@@ -195,3 +195,26 @@ def test_file_bytes_on_the_wire(base: str, headers: dict[str, str], status: int,
     assert response.status_code == status
     assert response.content == data[span]
     assert response.headers["content-length"] == str(len(data[span]))
+
+
+def test_async_setup_and_calls_share_one_loop_on_both_frontends(server: tuple[str, str]) -> None:
+    name, url = server
+    for base in (url, url + MOUNTED[name], url):
+        response = httpx2.get(f"{base}/batcher/run", params={"text": "hi"}, timeout=10)
+        assert (response.status_code, response.json()) == (200, {"result": "HI"})
+
+
+def test_client_leaving_mid_body_does_not_run_the_pipeline(base: str, tmp_path: Path) -> None:
+    marker = tmp_path / "ran"
+    body = json.dumps({"marker": str(marker)}).encode()
+    parts = urlsplit(base)
+    with socket.create_connection((parts.hostname, parts.port), timeout=10) as sock:
+        sock.sendall(
+            f"POST {parts.path}/record_call/run HTTP/1.1\r\nHost: {parts.netloc}\r\n"
+            f"Content-Type: application/json\r\nContent-Length: {len(body) + 1000}\r\n\r\n".encode()
+            + body
+        )
+        time.sleep(0.2)
+    time.sleep(0.5)
+    assert not marker.exists()
+    assert httpx2.get(f"{base}/status", timeout=10).status_code == 200

@@ -7,7 +7,7 @@ import io
 from collections.abc import AsyncIterator, Iterator
 from enum import Enum
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 from PIL import Image
 from pydantic import BaseModel
@@ -215,6 +215,60 @@ class OwnFormatWrapper(BasePipelineWrapper):
         return Image.new("L", (len(format), 1))
 
 
+class LoopBoundWrapper(BasePipelineWrapper):
+    """Binds a lock to "the" loop in async setup(); async run_api and generators must share it."""
+
+    async def setup(self) -> None:
+        self.lock = asyncio.Lock()
+        self.loop = asyncio.get_running_loop()
+
+    async def run_api(self) -> dict[str, bool]:
+        async with self.lock:
+            return {"same_loop": asyncio.get_running_loop() is self.loop}
+
+
+class LoopBoundStreamWrapper(BasePipelineWrapper):
+    async def setup(self) -> None:
+        self.loop = asyncio.get_running_loop()
+
+    async def run_api(self) -> AsyncIterator[bytes]:
+        yield b"same" if asyncio.get_running_loop() is self.loop else b"different"
+
+
+class BadHeaderWrapper(BasePipelineWrapper):
+    def run_api(self, kind: str) -> Media:
+        choices: dict[str, dict[str, Any]] = {"snowman": {"X-Note": "snow\u2603"}, "number": {"X-Count": 5}}
+        headers = choices.get(kind, {})
+        if kind == "detail":
+            raise HTTPError(400, object())
+        if kind == "error-header":
+            raise HTTPError(429, "slow down", headers={"Retry-After": "5"})
+        return Media(b"x", headers=headers)
+
+
+class BadFirstChunkWrapper(BasePipelineWrapper):
+    def run_api(self) -> Iterator[object]:
+        yield {"not": "bytes"}
+
+
+HEAD_CLOSES: list[bool] = []
+
+
+class HeadStreamWrapper(BasePipelineWrapper):
+    """Records, when closed, whether that happened on an event loop (it must not)."""
+
+    def run_api(self) -> Iterator[bytes]:
+        try:
+            yield b"first"
+            yield b"second"
+        finally:
+            try:
+                asyncio.get_running_loop()
+                HEAD_CLOSES.append(True)
+            except RuntimeError:
+                HEAD_CLOSES.append(False)
+
+
 class NoneWrapper(BasePipelineWrapper):
     def run_api(self) -> None:
         return None
@@ -242,6 +296,11 @@ WRAPPERS = {
     "failing_stream": FailingStreamWrapper,
     "upload": UploadWrapper,
     "none": NoneWrapper,
+    "loop_bound": LoopBoundWrapper,
+    "loop_bound_stream": LoopBoundStreamWrapper,
+    "bad_header": BadHeaderWrapper,
+    "bad_first_chunk": BadFirstChunkWrapper,
+    "head_stream": HeadStreamWrapper,
     "several": SeveralWrapper,
     "webp_media": WebpMediaWrapper,
     "own_format": OwnFormatWrapper,

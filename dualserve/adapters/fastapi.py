@@ -14,10 +14,10 @@ from __future__ import annotations
 
 import asyncio
 import contextvars
+import logging
 from collections.abc import AsyncIterator, Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, TypeVar
-from urllib.parse import parse_qsl
 
 import anyio
 from fastapi import FastAPI
@@ -26,7 +26,7 @@ from starlette.exceptions import HTTPException
 from starlette.requests import Request as StarletteRequest
 from starlette.responses import Response
 from starlette.routing import Route
-from starlette.types import Receive, Scope, Send
+from starlette.types import Message, Receive, Scope, Send
 
 from ..replies import FileBody, Reply, StreamBody, framework_error
 from ..requests import Request
@@ -35,6 +35,7 @@ from ..service import Service
 __all__ = ["DualserveFastAPI", "create_app", "to_request", "to_response"]
 
 FILE_CHUNK_SIZE = 1024 * 1024
+logger = logging.getLogger("dualserve")
 T = TypeVar("T")
 
 
@@ -113,7 +114,27 @@ class _Endpoints:
         await self.run(scope, receive, send, scope["path_params"]["name"])
 
     async def run(self, scope: Scope, receive: Receive, send: Send, name: str) -> None:
+        # These routes may skip FastAPI's ServerErrorMiddleware (a text 500): a failure that got
+        # past the core still becomes the contract's JSON, while no header has gone out.
+        started = False
+
+        async def tracked(message: Message) -> None:
+            nonlocal started
+            started = started or message["type"] == "http.response.start"
+            await send(message)
+
+        try:
+            await self._run(scope, receive, tracked, name)
+        except Exception:
+            logger.exception("Request to pipeline %r failed in the FastAPI adapter", name)
+            if started:
+                raise
+            await to_response(framework_error(500, method=scope["method"]))(scope, receive, send)
+
+    async def _run(self, scope: Scope, receive: Receive, send: Send, name: str) -> None:
         request = await to_request(scope, receive, self.service)
+        if request is None:
+            return  # the client left while sending its body: nobody to run the pipeline for
         if isinstance(request, Request):
             outcome = self.service.prepare(name, request)
             reply = outcome if isinstance(outcome, Reply) else await outcome.run_async(self.to_thread)
@@ -128,8 +149,9 @@ class _Endpoints:
         return await asyncio.get_running_loop().run_in_executor(self._executor, context.run, function, *args)
 
 
-async def to_request(scope: Scope, receive: Receive, service: Service) -> Request | Reply:
-    """The core's view of an ASGI request, or the core's answer to a body it cannot take."""
+async def to_request(scope: Scope, receive: Receive, service: Service) -> Request | Reply | None:
+    """The core's view of an ASGI request, the core's answer to a body it cannot take, or None
+    when the client disconnected before its body was complete."""
     if scope["method"] != "POST":
         return _request(scope)
     limit = service.max_body_size
@@ -141,7 +163,7 @@ async def to_request(scope: Scope, receive: Receive, service: Service) -> Reques
     while True:
         message = await receive()
         if message["type"] == "http.disconnect":
-            break  # nobody to answer; the empty request fails validation and is dropped
+            return None
         body += message.get("body", b"")
         if len(body) > limit:
             return service.body_too_large()
@@ -151,9 +173,7 @@ async def to_request(scope: Scope, receive: Receive, service: Service) -> Reques
 
 
 def _request(scope: Scope, headers: Headers | None = None, body: bytes = b"") -> Request:
-    query: bytes = scope["query_string"]
-    pairs = parse_qsl(query.decode("latin-1"), keep_blank_values=True) if query else ()
-    return Request(scope["method"], headers or Headers(scope=scope), pairs, body, "starlette")
+    return Request(scope["method"], headers or Headers(scope=scope), scope["query_string"], body, "starlette")
 
 
 def to_response(reply: Reply) -> Response:
@@ -199,7 +219,8 @@ class _ReplyResponse(Response):
             with anyio.CancelScope(shield=True):
                 if isinstance(body, StreamBody):
                     await _close_stream(body)
-                await self.reply.aclose()
+                if self.reply.cleanups:
+                    await self.reply.aclose(anyio.to_thread.run_sync)
 
 
 async def _cancel_on_disconnect(receive: Receive, scope: anyio.CancelScope) -> None:
@@ -253,4 +274,5 @@ async def _close_stream(body: StreamBody) -> None:
 
 async def _http_exception(request: StarletteRequest, exc: Exception) -> Response:
     assert isinstance(exc, HTTPException)
-    return to_response(framework_error(exc.status_code, (exc.headers or {}).get("Allow")))
+    allow = (exc.headers or {}).get("Allow")
+    return to_response(framework_error(exc.status_code, allow, request.scope.get("method", "GET")))

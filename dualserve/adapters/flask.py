@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import functools
+import logging
 from collections.abc import Callable, Iterator
 from typing import IO, Any
 
 import flask
 from werkzeug.datastructures import Headers
 from werkzeug.exceptions import HTTPException
+from werkzeug.routing import Rule
 
 from ..replies import FileBody, Reply, StreamBody, framework_error
 from ..requests import Request
@@ -17,8 +19,7 @@ from ..service import Service
 __all__ = ["create_app", "to_request", "to_response"]
 
 FILE_CHUNK_SIZE = 1024 * 1024
-# Werkzeug answers 405 itself for a method a rule does not list; listing them all lets the core answer.
-_ALL_METHODS = ["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"]
+logger = logging.getLogger("dualserve")
 
 
 class _Response(flask.Response):
@@ -35,34 +36,26 @@ class _Response(flask.Response):
 def create_app(service: Service) -> flask.Flask:
     """A Flask app serving ``service``: ``/<name>/run`` and ``/status``."""
     app = flask.Flask("dualserve")
-    app.add_url_rule(
-        "/status",
-        "status",
-        lambda: to_response(service.status(_without_body(flask.request))),
-        methods=_ALL_METHODS,
-        provide_automatic_options=False,
-    )
-    app.add_url_rule(
-        "/<name>/run",
-        "run",
-        lambda name: to_response(_run(service, name)),
-        methods=_ALL_METHODS,
-        provide_automatic_options=False,
-    )
+    # "//" is a 404 here, as on FastAPI, not a redirect to "/".
+    app.url_map.merge_slashes = False
+    _route(app, "/status", "status", lambda: to_response(service.status(_without_body(flask.request))))
+    _route(app, "/<name>/run", "run", lambda name: to_response(_run(service, name)))
     # The same view under each known name: Werkzeug matches a static rule without the regex
     # work a converter costs on every request. Unknown names still reach the rule above.
     for name in service.registry.pipelines:
-        app.add_url_rule(
-            f"/{name}/run",
-            f"run:{name}",
-            functools.partial(_run_named, service, name),
-            methods=_ALL_METHODS,
-            provide_automatic_options=False,
-        )
+        _route(app, f"/{name}/run", f"run:{name}", functools.partial(_run_named, service, name))
     app.register_error_handler(HTTPException, _http_exception)
+    app.register_error_handler(Exception, _unexpected)
     app.extensions["dualserve"] = service
     service.provide_context("werkzeug", app.test_request_context)
     return app
+
+
+def _route(app: flask.Flask, path: str, endpoint: str, view: Callable[..., Any]) -> None:
+    # A Rule with no methods matches every method, so the core answers 405 with its own Allow,
+    # for PROPFIND as for DELETE; Flask's add_url_rule always lists methods.
+    app.url_map.add(Rule(path, endpoint=endpoint, methods=None))
+    app.view_functions[endpoint] = view
 
 
 def provide_context(service: Service) -> None:
@@ -95,11 +88,13 @@ def to_request(request: flask.Request, service: Service) -> Request | Reply:
         body += chunk
     if len(body) > limit:
         return service.body_too_large()
-    return Request("POST", _EnvironHeaders(request.environ), _query(request), bytes(body), "werkzeug")
+    if request.content_length is not None and len(body) < request.content_length:
+        return service.body_incomplete()  # the client left mid-body: run nothing
+    return Request("POST", _EnvironHeaders(request.environ), request.query_string, bytes(body), "werkzeug")
 
 
 def _without_body(request: flask.Request) -> Request:
-    return Request(request.method, _EnvironHeaders(request.environ), _query(request), native="werkzeug")
+    return Request(request.method, _EnvironHeaders(request.environ), request.query_string, native="werkzeug")
 
 
 class _EnvironHeaders:
@@ -118,10 +113,6 @@ class _EnvironHeaders:
 
 
 _UNPREFIXED = frozenset({"CONTENT_TYPE", "CONTENT_LENGTH"})
-
-
-def _query(request: flask.Request) -> list[tuple[str, str]]:
-    return list(request.args.items(multi=True)) if request.query_string else []
 
 
 def to_response(reply: Reply) -> flask.Response:
@@ -213,4 +204,10 @@ class _RangeFile:
 
 def _http_exception(exc: HTTPException) -> flask.Response:
     allow = dict(exc.get_headers()).get("Allow")
-    return to_response(framework_error(exc.code or 500, allow))
+    return to_response(framework_error(exc.code or 500, allow, flask.request.method))
+
+
+def _unexpected(exc: Exception) -> flask.Response:
+    # A failure that got past the core: the contract's JSON, never Flask's HTML 500.
+    logger.error("Request failed in the Flask adapter", exc_info=exc)
+    return to_response(framework_error(500, method=flask.request.method))
