@@ -45,6 +45,10 @@ class Pipeline:
     parameters: Parameters
     media_types: tuple[str, ...]
     description: str | None
+    #: The negotiation query parameters (``format``, ``index``) that run_api does not take itself.
+    controls: frozenset[str]
+    #: Whether the wrapper's module uses Flask or Werkzeug (``send_file`` needs a request context).
+    uses_flask: bool
 
     @classmethod
     def from_wrapper(cls, name: str, wrapper: Any) -> Pipeline:
@@ -65,22 +69,9 @@ class Pipeline:
             parameters=parameters,
             media_types=declared_media_types(function),
             description=inspect.getdoc(function),
+            controls=CONTROLS - parameters.model.model_fields.keys(),
+            uses_flask=_uses_flask(wrapper),
         )
-
-    @property
-    def uses_flask(self) -> bool:
-        """Whether the wrapper's module uses Flask or Werkzeug (``send_file`` needs a request context)."""
-        module = sys.modules.get(type(self.wrapper).__module__)
-        for value in vars(module).values() if module is not None else ():
-            origin = value.__name__ if inspect.ismodule(value) else getattr(value, "__module__", None)
-            if isinstance(origin, str) and origin.split(".")[0] in ("flask", "werkzeug"):
-                return True
-        return False
-
-    @property
-    def controls(self) -> frozenset[str]:
-        """The negotiation query parameters (``format``, ``index``) that run_api does not take itself."""
-        return CONTROLS - self.parameters.model.model_fields.keys()
 
     @property
     def is_async(self) -> bool:
@@ -164,6 +155,15 @@ def load_wrapper(path: Path, name: str) -> Any:
         return wrapper_class()
     except Exception as exc:
         raise LoadError(f"{path}: PipelineWrapper() raised {type(exc).__name__}: {exc}") from exc
+
+
+def _uses_flask(wrapper: Any) -> bool:
+    module = sys.modules.get(type(wrapper).__module__)
+    for value in vars(module).values() if module is not None else ():
+        origin = value.__name__ if inspect.ismodule(value) else getattr(value, "__module__", None)
+        if isinstance(origin, str) and origin.split(".")[0] in ("flask", "werkzeug"):
+            return True
+    return False
 
 
 def _given(wrapper: Any) -> Any:
