@@ -176,3 +176,9 @@ def test_forward_upstream_error_is_502(url: str, server: tuple[str, int]) -> Non
     response = httpx2.get(f"{url}/relay/run", params={"url": f"{server[0]}/nope/run"}, timeout=30)
     assert response.status_code == 502
     assert response.json() == {"detail": "The upstream service answered 404."}
+
+
+def test_download_shows_progress_when_asked(url: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    with Client(url) as client:
+        client.download("big_stream", tmp_path / "p.bin", megabytes=1, progress=True)
+    assert "p.bin" in capsys.readouterr().err
