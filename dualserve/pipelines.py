@@ -14,6 +14,7 @@ import inspect
 import logging
 import re
 import sys
+import typing
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -49,6 +50,8 @@ class Pipeline:
     controls: frozenset[str]
     #: Whether the wrapper's module uses Flask or Werkzeug (``send_file`` needs a request context).
     uses_flask: bool
+    #: ``run_api``'s return annotation, for the OpenAPI document (``Signature.empty`` if none).
+    return_annotation: Any = inspect.Signature.empty
 
     @classmethod
     def from_wrapper(cls, name: str, wrapper: Any) -> Pipeline:
@@ -71,6 +74,7 @@ class Pipeline:
             description=inspect.getdoc(function),
             controls=CONTROLS - parameters.model.model_fields.keys(),
             uses_flask=_uses_flask(wrapper),
+            return_annotation=_return_annotation(function),
         )
 
     @property
@@ -155,6 +159,13 @@ def load_wrapper(path: Path, name: str) -> Any:
         return wrapper_class()
     except Exception as exc:
         raise LoadError(f"{path}: PipelineWrapper() raised {type(exc).__name__}: {exc}") from exc
+
+
+def _return_annotation(function: Callable[..., Any]) -> Any:
+    try:
+        return typing.get_type_hints(function).get("return", inspect.Signature.empty)
+    except Exception:  # a forward reference that does not resolve: the raw annotation will do
+        return inspect.signature(function).return_annotation
 
 
 def _uses_flask(wrapper: Any) -> bool:

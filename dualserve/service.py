@@ -24,10 +24,12 @@ from .header_fields import checked
 from .http import render
 from .natives import from_native
 from .negotiation import negotiate
+from .openapi import build_document
+from .pages import asset, page
 from .pipelines import Pipeline, Registry
 from .replies import Reply, error_reply, for_method, json_reply
 from .requests import Request
-from .results import NativeResult, Result, StreamResult, is_blocking, resolve
+from .results import NativeResult, Result, StreamResult, encode_json, is_blocking, path_result, resolve
 from .streams import prime_async, prime_sync
 from .uploads import UploadFile
 
@@ -71,6 +73,7 @@ class Service:
         self.max_body_size = max_body_size
         self.threads = threads
         self._contexts: dict[str, Callable[[], AbstractContextManager[object]]] = {}
+        self._documents: dict[str, bytes] = {}
 
     def provide_context(self, family: str, context: Callable[[], AbstractContextManager[object]]) -> None:
         """Register the context a wrapper that uses ``family`` ("werkzeug") needs to run, such as a
@@ -87,6 +90,27 @@ class Service:
     def body_too_large(self) -> Reply:
         """413: the body is over ``max_body_size`` (said by Content-Length, or found while reading)."""
         return error_reply(413, f"The request body is larger than the limit of {self.max_body_size} bytes.")
+
+    def openapi(self, request: Request, prefix: str) -> Reply:
+        """``GET /openapi.json``: the one document, with this frontend's mount ``prefix`` as server."""
+        if request.method not in STATUS_METHODS:
+            return method_not_allowed(STATUS_METHODS)
+        if prefix not in self._documents:
+            self._documents[prefix] = encode_json(build_document(self.registry, prefix))
+        body = self._documents[prefix]
+        headers = [("content-type", "application/json"), ("content-length", str(len(body)))]
+        return for_method(Reply(200, headers, body), request.method)
+
+    def page(self, request: Request, name: str, filename: str | None = None) -> Reply:
+        """``/docs`` and ``/ui``, and the files they load from ``/docs/...`` and ``/ui/...``."""
+        path = page(name) if filename is None else asset(name, filename)
+        if path is None:
+            return for_method(error_reply(404, "Not Found"), request.method)
+        if request.method not in STATUS_METHODS:
+            return method_not_allowed(STATUS_METHODS)
+        # Pages must follow a new version at once; the assets they load may be cached for a day.
+        result = path_result(path, None, filename=None, max_age=None if filename is None else 86400)
+        return render(result, request)
 
     def body_incomplete(self) -> Reply:
         """400: the body ended before its Content-Length, so the client is gone or broken."""

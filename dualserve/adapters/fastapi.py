@@ -28,6 +28,7 @@ from starlette.responses import Response
 from starlette.routing import Route
 from starlette.types import Message, Receive, Scope, Send
 
+from ..openapi import build_document
 from ..replies import FileBody, Reply, StreamBody, framework_error
 from ..requests import Request
 from ..service import Service
@@ -45,7 +46,15 @@ def create_app(service: Service) -> DualserveFastAPI:
     app = DualserveFastAPI(endpoints, title="dualserve", docs_url=None, redoc_url=None, openapi_url=None)
     # Flask does not redirect /status/ to /status; neither do we, so both answer 404 alike.
     app.router.redirect_slashes = False
-    app.router.routes += [Route("/status", endpoints.status), Route("/{name}/run", endpoints.run_route)]
+    app.router.routes += [
+        Route("/status", endpoints.status),
+        Route("/{name}/run", endpoints.run_route),
+        Route("/openapi.json", endpoints.openapi),
+        Route("/{page:docs|ui}", endpoints.page_route),
+        Route("/{page:docs|ui}/{filename}", endpoints.page_route),
+    ]
+    # FastAPI's own app.openapi() (used by tools and tests) gives the same document as /openapi.json.
+    app.openapi = lambda: build_document(service.registry)  # type: ignore[method-assign]
     app.add_exception_handler(HTTPException, _http_exception)
     app.state.dualserve = service
     if any(pipeline.uses_flask for pipeline in service.registry.pipelines.values()):
@@ -105,7 +114,25 @@ class _Endpoints:
         if len(parts) == 3 and parts[0] == "" and parts[1] and parts[2] == "run":
             await self.run(scope, receive, send, parts[1])
             return True
+        if path == "/openapi.json":
+            await self.openapi(scope, receive, send)
+            return True
+        if parts[0] == "" and len(parts) in (2, 3) and parts[1] in ("docs", "ui"):
+            await self.page(scope, receive, send, parts[1], parts[2] if len(parts) == 3 else None)
+            return True
         return False
+
+    async def openapi(self, scope: Scope, receive: Receive, send: Send) -> None:
+        reply = self.service.openapi(_request(scope), scope.get("root_path", ""))
+        await to_response(reply)(scope, receive, send)
+
+    async def page(self, scope: Scope, receive: Receive, send: Send, name: str, filename: str | None) -> None:
+        reply = await self.to_thread(self.service.page, _request(scope), name, filename)  # stats a file
+        await to_response(reply)(scope, receive, send)
+
+    async def page_route(self, scope: Scope, receive: Receive, send: Send) -> None:
+        params = scope["path_params"]
+        await self.page(scope, receive, send, params["page"], params.get("filename"))
 
     async def status(self, scope: Scope, receive: Receive, send: Send) -> None:
         await to_response(self.service.status(_request(scope)))(scope, receive, send)

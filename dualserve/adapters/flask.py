@@ -44,6 +44,11 @@ def create_app(service: Service) -> flask.Flask:
     # work a converter costs on every request. Unknown names still reach the rule above.
     for name in service.registry.pipelines:
         _route(app, f"/{name}/run", f"run:{name}", functools.partial(_run_named, service, name))
+    _route(app, "/openapi.json", "openapi", lambda: to_response(_openapi(service)))
+    for page_name in ("docs", "ui"):
+        view = functools.partial(_page, service, page_name)
+        _route(app, f"/{page_name}", page_name, view)
+        _route(app, f"/{page_name}/<filename>", f"{page_name}:asset", view)
     app.register_error_handler(HTTPException, _http_exception)
     app.register_error_handler(Exception, _unexpected)
     app.extensions["dualserve"] = service
@@ -61,6 +66,15 @@ def _route(app: flask.Flask, path: str, endpoint: str, view: Callable[..., Any])
 def provide_context(service: Service) -> None:
     """Let wrappers that call Flask helpers (``send_file``) run on a frontend that is not Flask."""
     service.provide_context("werkzeug", flask.Flask("dualserve").test_request_context)
+
+
+def _openapi(service: Service) -> Reply:
+    request = flask.request
+    return service.openapi(_without_body(request), request.script_root)
+
+
+def _page(service: Service, name: str, filename: str | None = None) -> flask.Response:
+    return to_response(service.page(_without_body(flask.request), name, filename))
 
 
 def _run_named(service: Service, name: str) -> flask.Response:
