@@ -121,7 +121,8 @@ def _operations(pipeline: Pipeline, schemas: dict[str, Any]) -> dict[str, Any]:
     schemas.update(schema.pop("$defs", {}))
     schemas[model.__name__] = schema
     reference = {"$ref": f"#/components/schemas/{model.__name__}"}
-    summary, _, _ = (pipeline.description or f"Run {pipeline.name}").partition("\n")
+    description = _prose(pipeline.description)
+    summary, _, _ = (description or f"Run {pipeline.name}").partition("\n")
     responses = {
         "200": {"description": "The result", "content": _result_content(pipeline, schemas)},
         "422": _json_response("Invalid arguments", {"$ref": "#/components/schemas/ValidationError"}),
@@ -134,7 +135,7 @@ def _operations(pipeline: Pipeline, schemas: dict[str, Any]) -> dict[str, Any]:
         "post": {
             "operationId": f"{pipeline.name}_post",
             "summary": summary,
-            "description": pipeline.description or "",
+            "description": description,
             "tags": [pipeline.name],
             "parameters": controls,
             "requestBody": {"required": bool(schema.get("required")), "content": {body_type: {"schema": reference}}},
@@ -145,12 +146,22 @@ def _operations(pipeline: Pipeline, schemas: dict[str, Any]) -> dict[str, Any]:
         operations["get"] = {
             "operationId": f"{pipeline.name}_get",
             "summary": summary,
-            "description": pipeline.description or "",
+            "description": description,
             "tags": [pipeline.name],
             "parameters": [*_query_parameters(schema), *controls],
             "responses": responses,
         }
     return operations
+
+
+def _prose(docstring: str | None) -> str:
+    """A docstring without its Args/Returns sections: those are in the schemas already."""
+    lines = []
+    for line in (docstring or "").splitlines():
+        if line.strip() in ("Args:", "Arguments:", "Parameters:", "Returns:", "Raises:", "Yields:"):
+            break
+        lines.append(line)
+    return "\n".join(lines).strip()
 
 
 def _query_parameters(schema: dict[str, Any]) -> list[dict[str, Any]]:
