@@ -238,9 +238,11 @@ def _result_content(pipeline: Pipeline, schemas: dict[str, Any]) -> dict[str, An
         return {"text/plain": {"schema": {"type": "string"}}}
     if kind == "json":
         return {"application/json": {"schema": _json_schema(pipeline.return_annotation, schemas)}}
-    if kind in ("bytes", "file"):
+    if kind == "stream":
         return {"application/octet-stream": {"schema": BINARY}}
-    return {"*/*": {"schema": BINARY}}  # a Media, a Response, or no annotation: any type
+    # Bytes are sniffed and files typed by name at run time; a Media or a Response says its own
+    # type; with no annotation nothing is known: any type, as binary.
+    return {"*/*": {"schema": BINARY}}
 
 
 def _kind(pipeline: Pipeline) -> str:
@@ -265,7 +267,7 @@ def _kind(pipeline: Pipeline) -> str:
         if issubclass(origin, Media) or _is_response(origin):
             return "media"
         if issubclass(origin, (collections.abc.Iterator, collections.abc.AsyncIterator)):
-            return "text" if args and args[0] is str else "bytes"
+            return "text" if args and args[0] is str else "stream"
     return "json"
 
 

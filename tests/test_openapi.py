@@ -49,9 +49,9 @@ def content(document: dict[str, Any], name: str, method: str = "post") -> dict[s
     [
         ("image", ["image/png", "image/jpeg", "image/webp", "application/json"]),
         ("jpeg_image", ["image/jpeg", "application/json"]),
-        ("bytes", ["application/octet-stream"]),
+        ("bytes", ["*/*"]),
         ("declared_bytes", ["application/x-custom"]),
-        ("path", ["application/octet-stream"]),
+        ("path", ["*/*"]),
         ("stream", ["application/octet-stream"]),
         ("text_stream", ["text/plain"]),
         ("async_stream", ["audio/wav"]),

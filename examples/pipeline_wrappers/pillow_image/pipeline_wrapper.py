@@ -2,9 +2,17 @@
 
 from __future__ import annotations
 
-from PIL import Image, ImageDraw, ImageFont
+from typing import Annotated
+
+from PIL import Image, ImageColor, ImageDraw, ImageFont
+from pydantic import AfterValidator
 
 from dualserve import BasePipelineWrapper
+
+
+def colour(value: str) -> str:
+    ImageColor.getrgb(value)  # raises ValueError for a colour Pillow does not know: a 422, not a 500
+    return value
 
 
 class PipelineWrapper(BasePipelineWrapper):
@@ -12,7 +20,13 @@ class PipelineWrapper(BasePipelineWrapper):
         # Loaded once per process, not per request.
         self.font = ImageFont.load_default(size=32)
 
-    def run_api(self, prompt: str, width: int = 512, height: int = 512, background: str = "#1e3a5f") -> Image.Image:
+    def run_api(
+        self,
+        prompt: str,
+        width: int = 512,
+        height: int = 512,
+        background: Annotated[str, AfterValidator(colour)] = "#1e3a5f",
+    ) -> Image.Image:
         """Draw the prompt on a coloured card.
 
         Args:
