@@ -4,6 +4,7 @@ document says (status, media type, schema). Bounded in examples so the suite sta
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import schemathesis
 from hypothesis import HealthCheck, settings
@@ -25,11 +26,11 @@ flask_schema = schemathesis.openapi.from_wsgi("/openapi.json", flask_app(REGISTR
 
 @fastapi_schema.parametrize()
 @BOUNDS
-def test_fastapi_frontend(case: schemathesis.Case[object]) -> None:
+def test_fastapi_frontend(case: schemathesis.Case[Any]) -> None:
     case.call_and_validate(excluded_checks=LAX)
 
 
 @flask_schema.parametrize()
 @BOUNDS
-def test_flask_frontend(case: schemathesis.Case[object]) -> None:
+def test_flask_frontend(case: schemathesis.Case[Any]) -> None:
     case.call_and_validate(excluded_checks=LAX)
