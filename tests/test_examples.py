@@ -118,3 +118,37 @@ def test_readme_curl_on_a_real_server(server: str) -> None:
             stream = httpx2.get(f"{base}/byte_stream/run", params={"seconds": 1}, timeout=20)
             assert stream.headers.get("transfer-encoding") == "chunked"
             assert stream.content[:4] == b"RIFF"
+
+
+def test_pdf_report(client: httpx2.Client) -> None:
+    response = client.post("pdf_report/run", json={"title": "Übersicht", "lines": ["one", "two"]})
+    assert response.headers["content-type"] == "application/pdf"
+    assert response.content.startswith(b"%PDF-")
+    assert (
+        response.content.count(b"/Type /Page\n") + response.content.count(b"/Type /Page ") >= 2
+        or b"/Count 2" in response.content
+    )
+    assert (
+        response.headers["content-disposition"]
+        == "attachment; filename=\"Ubersicht.pdf\"; filename*=UTF-8''%C3%9Cbersicht.pdf"
+    )
+    inline = client.get("pdf_report/run", params={"download": "false"})
+    assert inline.headers["content-disposition"].startswith("inline;")
+
+
+@pytest.mark.parametrize(("mode", "expected"), [("fit", (128, 64)), ("cover", (128, 128))])
+def test_thumbnail_upload(client: httpx2.Client, mode: str, expected: tuple[int, int]) -> None:
+    buffer = io.BytesIO()
+    Image.new("RGB", (800, 400), "olive").save(buffer, "JPEG")
+    response = client.post(
+        "thumbnail/run",
+        files={"image": ("photo.jpg", buffer.getvalue(), "image/jpeg")},
+        data={"size": "128", "mode": mode},
+    )
+    assert image(response).size == expected
+
+
+def test_thumbnail_refuses_what_is_not_an_image(client: httpx2.Client) -> None:
+    response = client.post("thumbnail/run", files={"image": ("notes.txt", b"hello", "text/plain")})
+    assert response.status_code == 422
+    assert "notes.txt" in response.json()["detail"]

@@ -1,0 +1,31 @@
+"""An uploaded image, made into a thumbnail: multipart/form-data in, an image out."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from PIL import Image, ImageOps, UnidentifiedImageError
+
+from dualserve import BasePipelineWrapper, HTTPError, UploadFile
+
+
+class PipelineWrapper(BasePipelineWrapper):
+    def run_api(self, image: UploadFile, size: int = 256, mode: Literal["fit", "cover"] = "fit") -> Image.Image:
+        """Shrink an uploaded image.
+
+        Args:
+            image: the picture (PNG, JPEG, WebP, GIF ...).
+            size: the longest side of the result, 16 to 1024 pixels.
+            mode: "fit" keeps the whole picture; "cover" crops it to a square.
+        """
+        size = max(16, min(1024, size))
+        try:
+            picture = Image.open(image.stream)
+            picture.load()
+        except (UnidentifiedImageError, OSError):
+            raise HTTPError(422, f"{image.filename or 'The upload'} is not an image Pillow can read.") from None
+        picture = ImageOps.exif_transpose(picture)
+        if mode == "cover":
+            return ImageOps.fit(picture, (size, size))
+        picture.thumbnail((size, size))
+        return picture
