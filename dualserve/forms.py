@@ -8,9 +8,9 @@ Werkzeug silently drops the parts), so neither framework's own form parsing is u
 from __future__ import annotations
 
 import io
-from typing import Any
+from typing import IO, Any
 
-from werkzeug.formparser import FormDataParser
+from werkzeug.formparser import FormDataParser, default_stream_factory
 from werkzeug.http import parse_options_header
 
 from .uploads import UploadFile
@@ -29,8 +29,20 @@ def is_form(content_type: str | None) -> bool:
 def parse_form(body: bytes, content_type: str) -> list[tuple[str, Any]]:
     """The fields, then the files as :class:`UploadFile`; ``ValueError`` for a malformed body."""
     mimetype, options = parse_options_header(content_type)
-    parser = FormDataParser(silent=False, max_form_parts=MAX_FORM_PARTS)
-    _, fields, files = parser.parse(io.BytesIO(body), mimetype, len(body), options)
+    opened: list[IO[bytes]] = []
+
+    def stream_factory(*args: Any, **kwargs: Any) -> IO[bytes]:
+        stream: IO[bytes] = default_stream_factory(*args, **kwargs)
+        opened.append(stream)
+        return stream
+
+    parser = FormDataParser(stream_factory, silent=False, max_form_parts=MAX_FORM_PARTS)
+    try:
+        _, fields, files = parser.parse(io.BytesIO(body), mimetype, len(body), options)
+    except BaseException:
+        for stream in opened:  # parts read before the error: their spooled files, closed now
+            stream.close()
+        raise
     uploads = [
         (name, UploadFile(file.filename, file.content_type, file.stream)) for name, file in files.items(multi=True)
     ]

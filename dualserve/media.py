@@ -17,7 +17,8 @@ class Media:
 
     :param content: bytes, a path, an iterator of bytes or str, or an image (PIL or numpy).
     :param media_type: the ``Content-Type``; when left out it is inferred as for a bare result.
-    :param filename: the name offered in ``Content-Disposition``; non-ASCII names are encoded per RFC 5987.
+    :param filename: the name offered in ``Content-Disposition``; non-ASCII names are encoded per RFC 5987,
+        control characters and path separators become ``_``.
     :param disposition: ``"inline"`` to show in a browser, ``"attachment"`` to download.
     :param headers: extra response headers; they cannot replace the ones the contract decides.
     :param status_code: the status of a full answer (a Range or conditional answer may differ).
@@ -66,5 +67,8 @@ class Media:
             raise ValueError(f"Media status_code must be from 200 to 599 and allow a body, not {self.status_code}.")
         if self.max_age is not None and self.max_age < 0:
             raise ValueError("Media max_age must be zero or more seconds.")
-        if self.filename is not None and any(ch in self.filename for ch in "\r\n\0"):
-            raise ValueError("Media filename cannot contain line breaks or NUL.")
+        if self.filename is not None:
+            # Names often come from user input: control characters and path separators, which
+            # no download name may hold, become "_" rather than an error.
+            safe = "".join("_" if ord(ch) < 32 or ch in "/\\\x7f" else ch for ch in self.filename)
+            object.__setattr__(self, "filename", safe.strip() or "download")

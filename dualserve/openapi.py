@@ -24,7 +24,6 @@ from . import __version__
 from .media import Media
 from .pipelines import Pipeline, Registry
 from .results import IMAGE_TYPES
-from .uploads import UploadFile
 
 __all__ = ["build_document"]
 
@@ -128,7 +127,7 @@ def _operations(pipeline: Pipeline, schemas: dict[str, Any]) -> dict[str, Any]:
         "422": _json_response("Invalid arguments", {"$ref": "#/components/schemas/ValidationError"}),
         "default": _json_response("An error", _ERROR),
     }
-    uploads = any(_mentions(field.annotation, UploadFile) for field in model.model_fields.values())
+    uploads = pipeline.parameters.uploads
     body_type = "multipart/form-data" if uploads else "application/json"
     controls = _control_parameters(pipeline)
     operations: dict[str, Any] = {
@@ -296,9 +295,3 @@ def _json_schema(annotation: Any, schemas: dict[str, Any]) -> dict[str, Any]:
 
 def _json_response(description: str, schema: dict[str, Any]) -> dict[str, Any]:
     return {"description": description, "content": {"application/json": {"schema": schema}}}
-
-
-def _mentions(annotation: Any, target: type) -> bool:
-    if annotation is target:
-        return True
-    return any(_mentions(arg, target) for arg in typing.get_args(annotation))

@@ -19,6 +19,7 @@ import pydantic
 from pydantic import BaseModel, Field, create_model
 
 from .exceptions import ValidationError
+from .uploads import UploadFile
 
 __all__ = ["Parameters", "docstring_arguments"]
 
@@ -47,6 +48,8 @@ class Parameters:
             fields[parameter.name] = (annotation, Field(default, description=descriptions.get(parameter.name)))
             if _is_sequence(annotation):
                 self.sequences.add(parameter.name)
+        #: Whether a parameter is an upload: the request must then be a multipart POST.
+        self.uploads = any(_mentions(annotation, UploadFile) for annotation, _ in fields.values())
         model_name = re.sub(r"\W|^(?=\d)", "_", name) + "Request"
         self.model: type[BaseModel] = create_model(model_name, **fields)
         # A GET without a query string is the commonest call of all: when every parameter has an
@@ -157,3 +160,9 @@ def _is_sequence(annotation: Any) -> bool:
     if origin is typing.Union or type(annotation).__name__ == "UnionType":
         return any(_is_sequence(arg) for arg in typing.get_args(annotation) if arg is not type(None))
     return origin in _SEQUENCE_ORIGINS or annotation in _SEQUENCE_ORIGINS
+
+
+def _mentions(annotation: Any, target: type) -> bool:
+    if annotation is target:
+        return True
+    return any(_mentions(arg, target) for arg in typing.get_args(annotation))

@@ -78,6 +78,11 @@ class Pipeline:
         )
 
     @property
+    def methods(self) -> tuple[str, ...]:
+        """The methods ``/{name}/run`` answers: a GET cannot carry a file, so uploads are POST only."""
+        return ("POST",) if self.parameters.uploads else ("GET", "HEAD", "POST")
+
+    @property
     def is_async(self) -> bool:
         return inspect.iscoroutinefunction(self.function)
 

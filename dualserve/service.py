@@ -146,8 +146,8 @@ class Service:
             if name in self.registry.failures:
                 return error_reply(503, f"Pipeline {name!r} failed to load; see GET /status and the server log.")
             return error_reply(404, f"Pipeline {name!r} not found.")
-        if request.method not in RUN_METHODS:
-            return method_not_allowed(RUN_METHODS)
+        if request.method not in pipeline.methods:
+            return method_not_allowed(pipeline.methods)
         cleanups: list[Callable[[], object]] = []
         try:
             if request.method != "POST":

@@ -151,4 +151,5 @@ def test_thumbnail_upload(client: httpx2.Client, mode: str, expected: tuple[int,
 def test_thumbnail_refuses_what_is_not_an_image(client: httpx2.Client) -> None:
     response = client.post("thumbnail/run", files={"image": ("notes.txt", b"hello", "text/plain")})
     assert response.status_code == 422
-    assert "notes.txt" in response.json()["detail"]
+    [problem] = response.json()["detail"]
+    assert problem["loc"] == ["body", "image"] and "notes.txt" in problem["msg"]

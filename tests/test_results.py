@@ -175,11 +175,19 @@ def test_media_misuse_is_named(media: Media, message: str) -> None:
 
 @pytest.mark.parametrize(
     "kwargs",
-    [{"disposition": "download"}, {"status_code": 99}, {"max_age": -1}, {"filename": "a\r\nb"}],
+    [{"disposition": "download"}, {"status_code": 99}, {"max_age": -1}],
 )
 def test_media_rejects_bad_arguments(kwargs: dict[str, Any]) -> None:
     with pytest.raises(ValueError):
         Media(b"x", **kwargs)
+
+
+@pytest.mark.parametrize(
+    ("name", "safe"),
+    [("a\r\nb.txt", "a__b.txt"), ("../etc/passwd", ".._etc_passwd"), ("\x00", "_"), ("  ", "download")],
+)
+def test_media_filenames_are_made_safe(name: str, safe: str) -> None:
+    assert Media(b"x", filename=name).filename == safe
 
 
 def test_media_filename_types_unknown_bytes() -> None:

@@ -6,7 +6,7 @@ from typing import Literal
 
 from PIL import Image, ImageOps, UnidentifiedImageError
 
-from dualserve import BasePipelineWrapper, HTTPError, UploadFile
+from dualserve import BasePipelineWrapper, UploadFile, ValidationError
 
 
 class PipelineWrapper(BasePipelineWrapper):
@@ -23,7 +23,9 @@ class PipelineWrapper(BasePipelineWrapper):
             picture = Image.open(image.stream)
             picture.load()
         except (UnidentifiedImageError, OSError):
-            raise HTTPError(422, f"{image.filename or 'The upload'} is not an image Pillow can read.") from None
+            # The contract's 422 shape, as for any invalid argument.
+            problem = f"{image.filename or 'The upload'} is not an image Pillow can read."
+            raise ValidationError([{"loc": ["body", "image"], "msg": problem, "type": "image_invalid"}]) from None
         picture = ImageOps.exif_transpose(picture)
         if mode == "cover":
             return ImageOps.fit(picture, (size, size))
