@@ -18,13 +18,17 @@ if TYPE_CHECKING:
     from fastapi import FastAPI
     from flask import Flask
 
+    from .adapters.fastapi import DualserveFastAPI
+
 __all__ = ["PipelinesSource", "asgi_app", "fastapi_app", "flask_app", "wsgi_app"]
 
 #: A Registry, ``{name: wrapper object}``, or the path of a pipelines directory.
 PipelinesSource = Registry | Mapping[str, Any] | str | os.PathLike[str]
 
 
-def fastapi_app(pipelines: PipelinesSource, *, debug: bool = False, max_body_size: int | None = None) -> FastAPI:
+def fastapi_app(
+    pipelines: PipelinesSource, *, debug: bool = False, max_body_size: int | None = None
+) -> DualserveFastAPI:
     """The FastAPI frontend alone: ``/{name}/run`` and ``/status``.
 
     :param pipelines: a :class:`Registry`, a mapping of names to wrapper objects, or a directory.

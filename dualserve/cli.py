@@ -25,6 +25,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     options = parser.parse_args(argv)
     if options.command == "call":
         return _call(options)
+    if options.command == "parity":
+        return _parity(options)
     if options.command != "run":
         parser.print_help()
         return 2
@@ -88,7 +90,38 @@ def _parser() -> argparse.ArgumentParser:
     call.add_argument("--url", default="http://127.0.0.1:1416", help="the server, with /flask or /fastapi if mounted")
     call.add_argument("--accept", help="the media type to ask for, such as image/webp")
     call.add_argument("--timeout", type=float, default=120.0)
+    parity = commands.add_parser(
+        "parity",
+        help="replay requests against two servers and report any difference",
+        description="Compares status, the chosen headers (by meaning) and the body of each case.",
+    )
+    parity.add_argument("--a", required=True, help="the first server, such as the legacy app")
+    parity.add_argument("--b", required=True, help="the second server, such as the migrated app")
+    parity.add_argument("--cases", required=True, help='a JSON list of {"method", "path", "headers", "json"}')
+    parity.add_argument(
+        "--header",
+        action="append",
+        dest="headers",
+        metavar="NAME",
+        help="a header to compare; repeat (default: content-type, content-disposition, content-length)",
+    )
     return parser
+
+
+def _parity(options: argparse.Namespace) -> int:
+    from .parity import DEFAULT_HEADERS, compare, load_cases
+
+    cases = load_cases(options.cases)
+    headers = [name.lower() for name in options.headers] if options.headers else DEFAULT_HEADERS
+    try:
+        differences = compare(options.a, options.b, cases, headers)
+    except OSError as exc:
+        print(f"dualserve parity: {exc}", file=sys.stderr)
+        return 2
+    for line in differences:
+        print(line)
+    print(f"{len(cases)} cases, {len(differences)} differences", file=sys.stderr)
+    return 1 if differences else 0
 
 
 def _call(options: argparse.Namespace) -> int:

@@ -34,6 +34,8 @@ class Request:
     body: bytes = b""
     #: Whose response objects this frontend can pass through untouched: "starlette" or "werkzeug".
     native: str = ""
+    #: Values from the route's own path, for a pipeline served at a path of its own (GET only).
+    path_params: Sequence[tuple[str, str]] = ()
 
     @functools.cached_property
     def query(self) -> Sequence[tuple[str, str]]:

@@ -151,7 +151,7 @@ class Service:
         cleanups: list[Callable[[], object]] = []
         try:
             if request.method != "POST":
-                arguments = pipeline.parameters.from_pairs(request.query, "query")
+                arguments = pipeline.parameters.from_pairs([*request.query, *request.path_params], "query")
             elif is_form(request.headers.get("content-type")):
                 try:
                     form = parse_form(request.body, request.headers.get("content-type") or "")

@@ -56,7 +56,9 @@ def serve(command: list[str], port: int, env: dict[str, str] | None = None) -> I
 
 
 @contextmanager
-def running(command: list[str], port: int, env: dict[str, str] | None = None) -> Iterator[Server]:
+def running(
+    command: list[str], port: int, env: dict[str, str] | None = None, ready_path: str = "/status"
+) -> Iterator[Server]:
     process = subprocess.Popen(
         command,
         env={**os.environ, **(env or {})},
@@ -66,7 +68,7 @@ def running(command: list[str], port: int, env: dict[str, str] | None = None) ->
     )
     url = f"http://127.0.0.1:{port}"
     try:
-        _wait_until_ready(process, url)
+        _wait_until_ready(process, url + ready_path)
         yield Server(url, process)
     finally:
         if process.poll() is None:
@@ -87,8 +89,8 @@ def _wait_until_ready(process: subprocess.Popen[str], url: str) -> None:
             output = process.stdout.read() if process.stdout else ""
             raise RuntimeError(f"dualserve exited with {process.returncode}:\n{output}")
         try:
-            if httpx2.get(f"{url}/status", timeout=1).status_code == 200:
+            if httpx2.get(url, timeout=1).status_code == 200:
                 return
         except httpx2.TransportError:
             time.sleep(0.1)
-    raise RuntimeError("dualserve did not answer /status within 30 s")
+    raise RuntimeError(f"the server did not answer {url} within 30 s")

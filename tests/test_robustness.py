@@ -105,3 +105,29 @@ def test_every_frontend_answers_the_regressions_alike(clients: dict[str, httpx2.
             answers[name] = (response.status_code, headers, response.content)
         reference = answers.pop("fastapi")
         assert all(answer == reference for answer in answers.values()), (method, url, answers, reference)
+
+
+def test_routes_work_through_user_middleware_too() -> None:
+    # With middleware added, the fast path steps aside and FastAPI's router serves the routes.
+    from starlette.middleware.base import BaseHTTPMiddleware
+    from starlette.testclient import TestClient
+
+    from dualserve import fastapi_app
+
+    from .wrappers import make_wrappers
+
+    app = fastapi_app(make_wrappers())
+    seen: list[str] = []
+
+    async def record(request: Any, call_next: Any) -> Any:
+        seen.append(request.url.path)
+        return await call_next(request)
+
+    app.add_middleware(BaseHTTPMiddleware, dispatch=record)
+    with TestClient(app) as client:
+        assert client.get("/image/run", params={"prompt": "x"}).headers["content-type"] == "image/png"
+        assert client.request("PROPFIND", "/image/run").headers["allow"] == "GET, HEAD, POST"
+        assert client.get("/status").json()["status"] == "ok"
+        assert client.get("/openapi.json").status_code == 200
+        assert client.get("/docs").status_code == 200
+    assert seen == ["/image/run", "/image/run", "/status", "/openapi.json", "/docs"]

@@ -14,8 +14,10 @@ from __future__ import annotations
 
 import asyncio
 import contextvars
+import dataclasses
+import functools
 import logging
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, TypeVar
 
@@ -47,11 +49,14 @@ def create_app(service: Service) -> DualserveFastAPI:
     # Flask does not redirect /status/ to /status; neither do we, so both answer 404 alike.
     app.router.redirect_slashes = False
     app.router.routes += [
-        Route("/status", endpoints.status),
-        Route("/{name}/run", endpoints.run_route),
-        Route("/openapi.json", endpoints.openapi),
-        Route("/{page:docs|ui}", endpoints.page_route),
-        Route("/{page:docs|ui}/{filename}", endpoints.page_route),
+        Route("/status", _Raw(endpoints.status)),
+        Route("/{name}/run", _Raw(endpoints.run_route)),
+        Route("/openapi.json", _Raw(endpoints.openapi)),
+        *(
+            Route(path, _Raw(functools.partial(endpoints.page_route, page)))
+            for page in ("docs", "ui")
+            for path in (f"/{page}", f"/{page}/{{filename}}")
+        ),
     ]
     # FastAPI's own app.openapi() (used by tools and tests) gives the same document as /openapi.json.
     app.openapi = lambda: build_document(service.registry)  # type: ignore[method-assign]
@@ -68,6 +73,18 @@ def create_app(service: Service) -> DualserveFastAPI:
 class DualserveFastAPI(FastAPI):
     """FastAPI, with dualserve's own routes and mounts answered ahead of the middleware stack
     for as long as nobody has added middleware to the app."""
+
+    def add_pipeline_route(self, path: str, name: str) -> None:
+        """Serve pipeline ``name`` at ``path`` too, such as a legacy URL (``/files/{filename}``):
+        on GET and HEAD the path's parameters become arguments, as query parameters do; a POST
+        takes its JSON body as on ``/{name}/run``."""
+        endpoints = self._endpoints
+
+        async def endpoint(scope: Scope, receive: Receive, send: Send) -> None:
+            params = tuple((key, str(value)) for key, value in scope.get("path_params", {}).items())
+            await endpoints.run(scope, receive, send, name, params)
+
+        self.router.routes.insert(0, Route(path, _Raw(endpoint)))
 
     def __init__(self, endpoints: _Endpoints, **kwargs: Any) -> None:
         super().__init__(**kwargs)
@@ -92,6 +109,17 @@ class DualserveFastAPI(FastAPI):
                     await app(child, receive, send)
                     return
         await super().__call__(scope, receive, send)
+
+
+class _Raw:
+    """An ASGI callable that is not a function, so Starlette's ``Route`` neither wraps it as a
+    request/response endpoint nor restricts its methods: every method reaches the core."""
+
+    def __init__(self, endpoint: Callable[[Scope, Receive, Send], Awaitable[None]]) -> None:
+        self.endpoint = endpoint
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        await self.endpoint(scope, receive, send)
 
 
 class _Endpoints:
@@ -130,9 +158,8 @@ class _Endpoints:
         reply = await self.to_thread(self.service.page, _request(scope), name, filename)  # stats a file
         await to_response(reply)(scope, receive, send)
 
-    async def page_route(self, scope: Scope, receive: Receive, send: Send) -> None:
-        params = scope["path_params"]
-        await self.page(scope, receive, send, params["page"], params.get("filename"))
+    async def page_route(self, name: str, scope: Scope, receive: Receive, send: Send) -> None:
+        await self.page(scope, receive, send, name, scope["path_params"].get("filename"))
 
     async def status(self, scope: Scope, receive: Receive, send: Send) -> None:
         await to_response(self.service.status(_request(scope)))(scope, receive, send)
@@ -140,7 +167,9 @@ class _Endpoints:
     async def run_route(self, scope: Scope, receive: Receive, send: Send) -> None:
         await self.run(scope, receive, send, scope["path_params"]["name"])
 
-    async def run(self, scope: Scope, receive: Receive, send: Send, name: str) -> None:
+    async def run(
+        self, scope: Scope, receive: Receive, send: Send, name: str, path_params: tuple[tuple[str, str], ...] = ()
+    ) -> None:
         # These routes may skip FastAPI's ServerErrorMiddleware (a text 500): a failure that got
         # past the core still becomes the contract's JSON, while no header has gone out.
         started = False
@@ -151,18 +180,22 @@ class _Endpoints:
             await send(message)
 
         try:
-            await self._run(scope, receive, tracked, name)
+            await self._run(scope, receive, tracked, name, path_params)
         except Exception:
             logger.exception("Request to pipeline %r failed in the FastAPI adapter", name)
             if started:
                 raise
             await to_response(framework_error(500, method=scope["method"]))(scope, receive, send)
 
-    async def _run(self, scope: Scope, receive: Receive, send: Send, name: str) -> None:
+    async def _run(
+        self, scope: Scope, receive: Receive, send: Send, name: str, path_params: tuple[tuple[str, str], ...]
+    ) -> None:
         request = await to_request(scope, receive, self.service)
         if request is None:
             return  # the client left while sending its body: nobody to run the pipeline for
         if isinstance(request, Request):
+            if path_params:
+                request = dataclasses.replace(request, path_params=path_params)
             outcome = self.service.prepare(name, request)
             reply = outcome if isinstance(outcome, Reply) else await outcome.run_async(self.to_thread)
         else:
