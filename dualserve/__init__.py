@@ -8,6 +8,7 @@ __version__ = "0.1.0"
 from .apps import asgi_app, fastapi_app, flask_app, wsgi_app
 from .exceptions import DualserveError, HTTPError, LoadError, ResolveError, ValidationError
 from .media import Media
+from .paths import safe_path
 from .pipelines import Registry
 from .uploads import UploadFile
 from .wrapper import BasePipelineWrapper, produces
@@ -24,6 +25,7 @@ __all__ = [
     "produces",
     "Registry",
     "ResolveError",
+    "safe_path",
     "UploadFile",
     "ValidationError",
     "wsgi_app",

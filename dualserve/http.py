@@ -103,8 +103,21 @@ def _headers(result: Result, size: int | None = None) -> list[tuple[str, str]]:
         headers.append(("cache-control", "no-cache" if result.max_age is None else f"public, max-age={result.max_age}"))
     if result.filename is not None:
         headers.append(("content-disposition", content_disposition(result.disposition, result.filename)))
+    if result.is_media:
+        # A browser must not guess another type than the one sent (an upload echoed as HTML) ...
+        headers.append(("x-content-type-options", "nosniff"))
+        # ... and an SVG or HTML result shown inline must not run script in the API's origin,
+        # unless the wrapper sets its own policy.
+        base = (result.media_type or "").split(";", 1)[0].strip().lower()
+        own_policy = any(name.lower() == "content-security-policy" for name, _ in result.headers)
+        if base in _ACTIVE_TYPES and result.disposition == "inline" and not own_policy:
+            headers.append(("content-security-policy", "sandbox"))
     headers += result.headers
     return headers
+
+
+# Types a browser runs script from when it shows them.
+_ACTIVE_TYPES = frozenset({"text/html", "application/xhtml+xml", "image/svg+xml", "text/xml", "application/xml"})
 
 
 def _preconditions(request: Request, etag: str, mtime: int | None) -> int | None:

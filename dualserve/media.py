@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
@@ -26,6 +27,8 @@ class Media:
     :param delete_after: delete the file at ``content`` once the response is finished or aborted.
     :param format: for images: ``"png"``, ``"jpeg"`` or ``"webp"``.
     :param quality: for lossy image formats, 1 to 100.
+    :param root: serve ``content`` (a path or a file name) only if it lies inside this folder; any
+        way out (``../``, an absolute path, a symlink) is a JSON 404. See :func:`dualserve.safe_path`.
     """
 
     content: Any
@@ -38,6 +41,7 @@ class Media:
     delete_after: bool = False
     format: str | None = None
     quality: int | None = None
+    root: str | os.PathLike[str] | None = None
 
     @classmethod
     def from_base64(cls, data: str | bytes, media_type: str | None = None, **options: Any) -> Media:

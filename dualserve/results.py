@@ -22,6 +22,7 @@ from .exceptions import HTTPError, ResolveError
 from .header_fields import checked
 from .images import FORMATS, check_image, encode_image, format_for, is_image
 from .media import Media
+from .paths import safe_path
 from .sniff import OCTET_STREAM, guess_from_bytes, guess_from_name
 
 __all__ = [
@@ -186,6 +187,10 @@ def is_blocking(value: Any) -> bool:
 
 def _resolve_media(media: Media, declared: tuple[str, ...]) -> Result:
     content = media.content
+    if media.root is not None:
+        if not isinstance(content, (str, os.PathLike)):
+            raise ResolveError("Media(root=...) needs a path or a file name as content.")
+        content = safe_path(media.root, content)
     if isinstance(content, Media):
         raise ResolveError("Media(content=...) cannot be another Media.")
     if media.format is not None or media.quality is not None:

@@ -47,6 +47,10 @@ DEFAULT_MAX_BODY_SIZE = 64 * 1024 * 1024
 DEFAULT_THREADS = 64
 STATUS_METHODS = ("GET", "HEAD")
 _FAILED = "Pipeline execution failed"
+PAGE_POLICY = (
+    "default-src 'self'; script-src 'self'; style-src 'self' 'unsafe-inline'; img-src 'self' data: blob:; "
+    "media-src 'self' blob:; frame-src 'self' blob:; connect-src 'self'"
+)
 _ERROR_RESERVED = frozenset({"content-type", "content-length", "transfer-encoding"})
 
 
@@ -109,7 +113,9 @@ class Service:
         if request.method not in STATUS_METHODS:
             return method_not_allowed(STATUS_METHODS)
         # Pages must follow a new version at once; the assets they load may be cached for a day.
-        result = path_result(path, None, filename=None, max_age=None if filename is None else 86400)
+        # Our own pages run our own scripts only (the sandbox that HTML results get would stop them).
+        headers = (("content-security-policy", PAGE_POLICY),) if filename is None else ()
+        result = path_result(path, None, filename=None, max_age=None if filename is None else 86400, headers=headers)
         return render(result, request)
 
     def body_incomplete(self) -> Reply:

@@ -218,3 +218,15 @@ def test_client_leaving_mid_body_does_not_run_the_pipeline(base: str, tmp_path: 
     time.sleep(0.5)
     assert not marker.exists()
     assert httpx2.get(f"{base}/status", timeout=10).status_code == 200
+
+
+@pytest.mark.parametrize("server_name", ["uvicorn", "gunicorn"])
+def test_setup_runs_once_per_worker(server_name: str, tmp_path: Path) -> None:
+    log = tmp_path / "setups.log"
+    command, port = dualserve_command(PIPELINES, server_name, "--workers", "2")
+    with running(command, port, {"DUALSERVE_TEST_SETUP_LOG": str(log)}) as started:
+        assert eventually(lambda: log.exists() and len(log.read_text().split()) >= 2, timeout=30)
+        for prefix in ("", MOUNTED[server_name]) * 4:
+            assert httpx2.get(f"{started.url}{prefix}/setup_log/run", timeout=10).status_code == 200
+        pids = log.read_text().split()
+    assert len(pids) == 2 and len(set(pids)) == 2, pids

@@ -269,6 +269,20 @@ class HeadStreamWrapper(BasePipelineWrapper):
                 HEAD_CLOSES.append(False)
 
 
+class SafeFileWrapper(BasePipelineWrapper):
+    def run_api(self, name: str) -> Media:
+        return Media(name, root=DATA)
+
+
+class ActiveContentWrapper(BasePipelineWrapper):
+    def run_api(self, kind: str = "svg", download: bool = False) -> Media:
+        body = b'<svg xmlns="http://www.w3.org/2000/svg"><script>alert(1)</script></svg>'
+        media_type = {"svg": "image/svg+xml", "html": "text/html; charset=utf-8"}[kind]
+        return Media(
+            body, media_type=media_type, filename=f"x.{kind}", disposition="attachment" if download else "inline"
+        )
+
+
 class NoneWrapper(BasePipelineWrapper):
     def run_api(self) -> None:
         return None
@@ -296,6 +310,8 @@ WRAPPERS = {
     "failing_stream": FailingStreamWrapper,
     "upload": UploadWrapper,
     "none": NoneWrapper,
+    "safe_file": SafeFileWrapper,
+    "active": ActiveContentWrapper,
     "loop_bound": LoopBoundWrapper,
     "loop_bound_stream": LoopBoundStreamWrapper,
     "bad_header": BadHeaderWrapper,
