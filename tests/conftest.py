@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import wsgiref.validate
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 import httpx2
 import pytest
@@ -19,6 +19,8 @@ from . import flask_wrappers, hayhooks_wrappers
 from .wrappers import make_wrappers
 
 FRONTENDS = ["fastapi", "flask", "flask-in-fastapi", "fastapi-in-flask"]
+# Headers a server adds on its own, or that carry the time.
+VOLATILE = {"date", "server", "connection", "keep-alive", "transfer-encoding"}
 
 
 @pytest.fixture(scope="session")
@@ -60,3 +62,15 @@ def clients(service: Service) -> Iterator[dict[str, httpx2.Client]]:
     finally:
         for client in opened.values():
             client.close()
+
+
+def assert_alike(clients: dict[str, httpx2.Client], send: Callable[[httpx2.Client], httpx2.Response]) -> None:
+    """The same request on every frontend: byte-identical status, headers (but VOLATILE) and body."""
+    answers = {}
+    for name, client in clients.items():
+        response = send(client)
+        headers = sorted((key, value) for key, value in response.headers.items() if key not in VOLATILE)
+        answers[name] = (response.status_code, headers, response.content)
+    reference = answers.pop("fastapi")
+    for name, answer in answers.items():
+        assert answer == reference, name

@@ -11,7 +11,7 @@ import httpx2
 import pytest
 from PIL import Image
 
-from .test_conformance import VOLATILE
+from .conftest import assert_alike
 from .wrappers import DATA, png_bytes
 
 RANGE_DATA = (DATA / "range.bin").read_bytes()
@@ -82,11 +82,4 @@ def test_flask_generator_response(client: httpx2.Client) -> None:
     ],
 )
 def test_identical_everywhere(clients: dict[str, httpx2.Client], method: str, url: str, kwargs: dict[str, Any]) -> None:
-    answers = {}
-    for name, client in clients.items():
-        response = client.request(method, url, **kwargs)
-        headers = sorted((key, value) for key, value in response.headers.items() if key not in VOLATILE)
-        answers[name] = (response.status_code, headers, response.content)
-    reference = answers.pop("fastapi")
-    for name, answer in answers.items():
-        assert answer == reference, name
+    assert_alike(clients, lambda c: c.request(method, url, **kwargs))

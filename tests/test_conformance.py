@@ -12,10 +12,8 @@ import httpx2
 import pytest
 from PIL import Image
 
+from .conftest import assert_alike
 from .wrappers import DATA, png_bytes
-
-# Headers a server adds on its own, or that carry the time.
-VOLATILE = {"date", "server", "connection", "keep-alive", "transfer-encoding"}
 
 
 @dataclass
@@ -352,14 +350,7 @@ def test_case(client: httpx2.Client, method: str, url: str, kwargs: dict[str, An
 def test_every_frontend_answers_alike(
     clients: dict[str, httpx2.Client], method: str, url: str, kwargs: dict[str, Any], expect: Expect
 ) -> None:
-    answers = {}
-    for name, client in clients.items():
-        response = _request(client, method, url, kwargs)
-        headers = sorted((key, value) for key, value in response.headers.items() if key not in VOLATILE)
-        answers[name] = (response.status_code, headers, response.content)
-    reference = answers.pop("fastapi")
-    for name, answer in answers.items():
-        assert answer == reference, name
+    assert_alike(clients, lambda c: _request(c, method, url, kwargs))
 
 
 def test_status_lists_pipelines(client: httpx2.Client) -> None:

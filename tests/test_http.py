@@ -13,8 +13,7 @@ import pytest
 from dualserve import Registry
 from dualserve.service import Service
 
-from .conftest import FRONTENDS, frontend_client
-from .test_conformance import VOLATILE
+from .conftest import FRONTENDS, assert_alike, frontend_client
 from .wrappers import make_wrappers
 
 KINDS = ["range_bytes", "range_path", "range_image"]
@@ -181,14 +180,7 @@ def test_row(client: httpx2.Client, kind: str, row: Row) -> None:
 
 @pytest.mark.parametrize(("kind", "row"), CASES)
 def test_row_identical_everywhere(clients: dict[str, httpx2.Client], kind: str, row: Row) -> None:
-    answers = {}
-    for name, client in clients.items():
-        response = send(client, kind, row, full_answer(client, kind))
-        headers = sorted((key, value) for key, value in response.headers.items() if key not in VOLATILE)
-        answers[name] = (response.status_code, headers, response.content)
-    reference = answers.pop("fastapi")
-    for name, answer in answers.items():
-        assert answer == reference, name
+    assert_alike(clients, lambda c: send(c, kind, row, full_answer(c, kind)))
 
 
 @pytest.mark.parametrize("kind", ["range_bytes", "range_image"])

@@ -12,7 +12,7 @@ import httpx2
 import pytest
 from PIL import Image
 
-from .test_conformance import VOLATILE
+from .conftest import assert_alike
 from .wrappers import png_bytes
 
 BROWSER = "text/html,application/xhtml+xml,application/xml;q=0.9,image/avif,image/webp,image/apng,*/*;q=0.8"
@@ -162,14 +162,7 @@ def test_negotiation(
 def test_negotiation_identical_everywhere(
     clients: dict[str, httpx2.Client], url: str, accept: str | None, status: int, content_type: str, check: Any
 ) -> None:
-    answers = {}
-    for name, client in clients.items():
-        response = fetch(client, url, accept)
-        headers = sorted((key, value) for key, value in response.headers.items() if key not in VOLATILE)
-        answers[name] = (response.status_code, headers, response.content)
-    reference = answers.pop("fastapi")
-    for name, answer in answers.items():
-        assert answer == reference, name
+    assert_alike(clients, lambda c: fetch(c, url, accept))
 
 
 def test_negotiated_answers_keep_http_rules(client: httpx2.Client) -> None:
