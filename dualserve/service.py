@@ -230,9 +230,11 @@ class Call:
             result = self._resolve(value)
             if isinstance(result, StreamResult):
                 if isinstance(result.chunks, AsyncIterator):
-                    result = await prime_async(dataclasses.replace(result, chunks=portal.aiterate(result.chunks)))
+                    result = await prime_async(
+                        dataclasses.replace(result, chunks=portal.aiterate(result.chunks)), self._label
+                    )
                 else:
-                    result = await to_thread(prime_sync, result)
+                    result = await to_thread(prime_sync, result, self._label)
             return self._render(result)
         except Exception as exc:
             return for_method(self.service.failure(self.pipeline, exc), self.request.method)
@@ -242,8 +244,12 @@ class Call:
         if isinstance(result, StreamResult):
             if isinstance(result.chunks, AsyncIterator):
                 result = dataclasses.replace(result, chunks=portal.iterate(result.chunks))
-            result = prime_sync(result)
+            result = prime_sync(result, self._label)
         return self._render(result)
+
+    @property
+    def _label(self) -> str:
+        return f"The stream of pipeline {self.pipeline.name!r}"
 
     def _resolve(self, value: Any) -> Result:
         result = resolve(value, self.pipeline.media_types)

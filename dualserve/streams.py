@@ -7,6 +7,7 @@ becomes a real 500 JSON answer, and the first chunk tells bytes (octet-stream) f
 from __future__ import annotations
 
 import dataclasses
+import logging
 from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
@@ -17,7 +18,7 @@ from .sniff import OCTET_STREAM
 __all__ = ["prime_async", "prime_sync"]
 
 
-def prime_sync(result: StreamResult) -> StreamResult:
+def prime_sync(result: StreamResult, label: str = "a stream") -> StreamResult:
     """Pull the first chunk of a sync stream; the result's chunks are then checked ``bytes``."""
     chunks = result.chunks
     assert isinstance(chunks, Iterator)
@@ -27,10 +28,10 @@ def prime_sync(result: StreamResult) -> StreamResult:
     except BaseException:
         _close(chunks)
         raise
-    return dataclasses.replace(result, chunks=_encoded(head, chunks), media_type=_stream_type(result, first))
+    return dataclasses.replace(result, chunks=_encoded(head, chunks, label), media_type=_stream_type(result, first))
 
 
-async def prime_async(result: StreamResult) -> StreamResult:
+async def prime_async(result: StreamResult, label: str = "a stream") -> StreamResult:
     """Pull the first chunk of an async stream; the result's chunks are then checked ``bytes``."""
     chunks = result.chunks
     assert isinstance(chunks, AsyncIterator)
@@ -42,10 +43,16 @@ async def prime_async(result: StreamResult) -> StreamResult:
         if aclose is not None:
             await aclose()
         raise
-    return dataclasses.replace(result, chunks=_aencoded(head, chunks), media_type=_stream_type(result, first))
+    return dataclasses.replace(result, chunks=_aencoded(head, chunks, label), media_type=_stream_type(result, first))
 
 
 _END = object()
+logger = logging.getLogger("dualserve")
+
+
+def _log_cut(label: str, sent: int) -> None:
+    # The headers are out: the client can only see a cut-off body, so the log must say why.
+    logger.error("%s failed after %d bytes; the client gets a cut-off body", label, sent, exc_info=True)
 
 
 def _stream_type(result: StreamResult, first: Any) -> str:
@@ -54,22 +61,34 @@ def _stream_type(result: StreamResult, first: Any) -> str:
     return TEXT_PLAIN if isinstance(first, str) else OCTET_STREAM
 
 
-def _encoded(head: bytes, rest: Iterator[Any]) -> Iterator[bytes]:
+def _encoded(head: bytes, rest: Iterator[Any], label: str) -> Iterator[bytes]:
+    sent = len(head)
     try:
         yield from _nonempty(head)
         for chunk in rest:
-            yield from _nonempty(_chunk(chunk))
+            data = _chunk(chunk)
+            sent += len(data)
+            yield from _nonempty(data)
+    except Exception:
+        _log_cut(label, sent)
+        raise
     finally:
         _close(rest)
 
 
-async def _aencoded(head: bytes, rest: AsyncIterator[Any]) -> AsyncIterator[bytes]:
+async def _aencoded(head: bytes, rest: AsyncIterator[Any], label: str) -> AsyncIterator[bytes]:
+    sent = len(head)
     try:
         for encoded in _nonempty(head):
             yield encoded
         async for chunk in rest:
-            for encoded in _nonempty(_chunk(chunk)):
+            data = _chunk(chunk)
+            sent += len(data)
+            for encoded in _nonempty(data):
                 yield encoded
+    except Exception:
+        _log_cut(label, sent)
+        raise
     finally:
         aclose = getattr(rest, "aclose", None)
         if aclose is not None:

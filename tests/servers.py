@@ -7,6 +7,7 @@ import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -32,6 +33,11 @@ def free_port() -> int:
 class Server:
     url: str
     process: subprocess.Popen[str]
+    log_path: Path
+
+    def log(self) -> str:
+        """What the server printed so far (stdout and stderr)."""
+        return self.log_path.read_text(errors="replace")
 
 
 def dualserve_command(pipelines_dir: Path, server: str, *extra: str) -> tuple[list[str], int]:
@@ -59,17 +65,16 @@ def serve(command: list[str], port: int, env: dict[str, str] | None = None) -> I
 def running(
     command: list[str], port: int, env: dict[str, str] | None = None, ready_path: str = "/status"
 ) -> Iterator[Server]:
-    process = subprocess.Popen(
-        command,
-        env={**os.environ, **(env or {})},
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-    )
+    # Output goes to a file, not a pipe: a pipe nobody reads fills up and stalls a chatty server.
+    with tempfile.NamedTemporaryFile("w+", prefix="server-", suffix=".log", delete=False) as log:
+        log_path = Path(log.name)
+        process = subprocess.Popen(
+            command, env={**os.environ, **(env or {})}, stdout=log, stderr=subprocess.STDOUT, text=True
+        )
     url = f"http://127.0.0.1:{port}"
     try:
-        _wait_until_ready(process, url + ready_path)
-        yield Server(url, process)
+        _wait_until_ready(process, url + ready_path, log_path)
+        yield Server(url, process, log_path)
     finally:
         if process.poll() is None:
             process.send_signal(signal.SIGTERM)
@@ -78,16 +83,15 @@ def running(
         except subprocess.TimeoutExpired:
             process.kill()
             process.wait()
-        if process.stdout is not None:
-            process.stdout.close()
+        log_path.unlink(missing_ok=True)
 
 
-def _wait_until_ready(process: subprocess.Popen[str], url: str) -> None:
+def _wait_until_ready(process: subprocess.Popen[str], url: str, log_path: Path) -> None:
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline:
         if process.poll() is not None:
-            output = process.stdout.read() if process.stdout else ""
-            raise RuntimeError(f"dualserve exited with {process.returncode}:\n{output}")
+            output = log_path.read_text(errors="replace")
+            raise RuntimeError(f"the server exited with {process.returncode}:\n{output}")
         try:
             if httpx2.get(url, timeout=1).status_code == 200:
                 return

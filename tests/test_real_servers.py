@@ -230,3 +230,20 @@ def test_setup_runs_once_per_worker(server_name: str, tmp_path: Path) -> None:
             assert httpx2.get(f"{started.url}{prefix}/setup_log/run", timeout=10).status_code == 200
         pids = log.read_text().split()
     assert len(pids) == 2 and len(set(pids)) == 2, pids
+
+
+@pytest.mark.parametrize("server_name", SERVERS)
+def test_failure_mid_stream_cuts_the_body_and_says_why(server_name: str) -> None:
+    command, port = dualserve_command(PIPELINES, server_name)
+    with running(command, port) as started:
+        for base in (started.url, started.url + MOUNTED[server_name]):
+            received = b""
+            with pytest.raises(httpx2.HTTPError):  # the body ends before its chunked terminator
+                with httpx2.stream("GET", f"{base}/midstream_fail/run", timeout=10) as response:
+                    assert response.status_code == 200
+                    for chunk in response.iter_raw():
+                        received += chunk
+            assert received == b"first"
+            assert httpx2.get(f"{base}/status", timeout=10).status_code == 200
+        assert eventually(lambda: started.log().count("'midstream_fail' failed after 5 bytes") >= 2)
+        assert "the disk is on fire" in started.log()
