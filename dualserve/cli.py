@@ -45,6 +45,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         if options.max_body_size < 0:
             parser.error("--max-body-size must be 0 or more")
         os.environ[config.MAX_BODY_SIZE_ENV] = str(options.max_body_size)
+    if options.timeout is not None:
+        if options.timeout <= 0:
+            parser.error("--timeout must be above 0")
+        os.environ[config.TIMEOUT_ENV] = str(options.timeout)
     logging.basicConfig(level=options.log_level.upper(), format="%(levelname)s:%(name)s: %(message)s")
     return {"uvicorn": _uvicorn, "gunicorn": _gunicorn, "flask": _flask}[options.server](options)
 
@@ -67,6 +71,9 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--debug", action="store_true", help="name the exception in 500 answers")
     run.add_argument(
         "--max-body-size", type=int, default=None, metavar="BYTES", help="largest request body (default 64 MiB)"
+    )
+    run.add_argument(
+        "--timeout", type=float, default=None, metavar="SECONDS", help="a pipeline slower than this answers 504"
     )
     run.add_argument(
         "--graceful-timeout",

@@ -7,11 +7,21 @@ from pathlib import Path
 
 from .exceptions import LoadError
 
-__all__ = ["DEBUG_ENV", "MAX_BODY_SIZE_ENV", "PIPELINES_DIR_ENV", "debug", "max_body_size", "pipelines_dir"]
+__all__ = [
+    "DEBUG_ENV",
+    "MAX_BODY_SIZE_ENV",
+    "PIPELINES_DIR_ENV",
+    "TIMEOUT_ENV",
+    "debug",
+    "max_body_size",
+    "pipelines_dir",
+    "timeout",
+]
 
 PIPELINES_DIR_ENV = "DUALSERVE_PIPELINES_DIR"
 DEBUG_ENV = "DUALSERVE_DEBUG"
 MAX_BODY_SIZE_ENV = "DUALSERVE_MAX_BODY_SIZE"
+TIMEOUT_ENV = "DUALSERVE_TIMEOUT"
 
 
 def pipelines_dir() -> Path:
@@ -32,3 +42,13 @@ def max_body_size() -> int | None:
     if not value.isdigit():
         raise LoadError(f"{MAX_BODY_SIZE_ENV} must be a number of bytes, not {value!r}.")
     return int(value)
+
+
+def timeout() -> float | None:
+    value = os.environ.get(TIMEOUT_ENV)
+    if not value:
+        return None
+    try:
+        return float(value)
+    except ValueError:
+        raise LoadError(f"{TIMEOUT_ENV} must be a number of seconds, not {value!r}.") from None

@@ -8,6 +8,7 @@ call :meth:`Reply.close` (or ``aclose``) once the response is over, however it e
 
 from __future__ import annotations
 
+import asyncio
 import inspect
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
@@ -19,7 +20,17 @@ from typing import Any
 from .aio import portal
 from .results import encode_json
 
-__all__ = ["FileBody", "Reply", "StreamBody", "error_reply", "for_method", "framework_error", "json_reply"]
+__all__ = [
+    "FileBody",
+    "Reply",
+    "StreamBody",
+    "adiscard",
+    "discard",
+    "error_reply",
+    "for_method",
+    "framework_error",
+    "json_reply",
+]
 
 logger = logging.getLogger("dualserve")
 
@@ -68,6 +79,26 @@ class Reply:
     def _take_cleanups(self) -> list[Callable[[], object]]:
         cleanups, self.cleanups = self.cleanups, []
         return cleanups
+
+
+def discard(reply: Reply) -> None:
+    """Throw away a reply nobody will send (a pipeline that answered too late), closing its body."""
+    if isinstance(reply.body, StreamBody):
+        close = getattr(reply.body.chunks, "close", None)
+        if close is not None:
+            _call_logged(close)
+    reply.close()
+
+
+async def adiscard(reply: Reply) -> None:
+    """:func:`discard` from an event loop: blocking closes go to a thread."""
+    if isinstance(reply.body, StreamBody):
+        chunks = reply.body.chunks
+        if hasattr(chunks, "aclose"):
+            await _await_logged(chunks.aclose(), chunks)
+        elif hasattr(chunks, "close"):
+            await asyncio.to_thread(_call_logged, chunks.close)
+    await reply.aclose(asyncio.to_thread)
 
 
 def json_reply(

@@ -8,10 +8,14 @@ event loop with sync work sent to threads. Both end in the same Reply.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
+import contextvars
 import dataclasses
 import logging
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine
+from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import TimeoutError as FutureTimeout
 from contextlib import AbstractContextManager
 from typing import Any
 
@@ -27,7 +31,7 @@ from .negotiation import negotiate
 from .openapi import build_document
 from .pages import asset, page
 from .pipelines import Pipeline, Registry
-from .replies import Reply, error_reply, for_method, json_reply
+from .replies import Reply, adiscard, discard, error_reply, for_method, json_reply
 from .requests import Request
 from .results import NativeResult, Result, StreamResult, encode_json, is_blocking, path_result, resolve
 from .streams import prime_async, prime_sync
@@ -61,6 +65,8 @@ class Service:
     :param debug: put the exception's type and message in 500 answers (never the traceback).
     :param max_body_size: the largest request body accepted, in bytes; larger ones get 413.
     :param threads: WSGI calls that may run at once in the Flask app mounted inside FastAPI.
+    :param timeout: seconds a pipeline may take to produce its answer (a stream: its first chunk);
+        past it the client gets a 504 JSON, and whatever the pipeline returns later is discarded.
     """
 
     def __init__(
@@ -69,13 +75,16 @@ class Service:
         debug: bool = False,
         max_body_size: int = DEFAULT_MAX_BODY_SIZE,
         threads: int = DEFAULT_THREADS,
+        timeout: float | None = None,
     ) -> None:
-        if max_body_size < 0 or threads < 1:
-            raise ValueError("max_body_size must be 0 or more and threads 1 or more.")
+        if max_body_size < 0 or threads < 1 or (timeout is not None and timeout <= 0):
+            raise ValueError("max_body_size must be 0 or more, threads 1 or more, and timeout above 0.")
         self.registry = registry
         self.debug = debug
         self.max_body_size = max_body_size
         self.threads = threads
+        self.timeout = timeout
+        self._timed_pool: ThreadPoolExecutor | None = None
         self._contexts: dict[str, Callable[[], AbstractContextManager[object]]] = {}
         self._documents: dict[str, bytes] = {}
 
@@ -117,6 +126,17 @@ class Service:
         headers = (("content-security-policy", PAGE_POLICY),) if filename is None else ()
         result = path_result(path, None, filename=None, max_age=None if filename is None else 86400, headers=headers)
         return render(result, request)
+
+    def timed_out(self, request: Request) -> Reply:
+        """504: the pipeline did not answer within ``timeout``."""
+        return for_method(
+            error_reply(504, f"The pipeline did not answer within {self.timeout:g} seconds."), request.method
+        )
+
+    def run_in_pool(self, function: Callable[[], Reply]) -> Future[Reply]:
+        if self._timed_pool is None:
+            self._timed_pool = ThreadPoolExecutor(self.threads, thread_name_prefix="dualserve-timed")
+        return self._timed_pool.submit(contextvars.copy_context().run, function)
 
     def body_incomplete(self) -> Reply:
         """400: the body ended before its Content-Length, so the client is gone or broken."""
@@ -186,6 +206,15 @@ class Service:
         return error_reply(500, detail)
 
 
+_BACKGROUND: set[asyncio.Task[None]] = set()
+
+
+def _background(coroutine: Coroutine[Any, Any, None]) -> None:
+    task = asyncio.ensure_future(coroutine)
+    _BACKGROUND.add(task)  # a reference, so the task is not collected before it runs
+    task.add_done_callback(_BACKGROUND.discard)
+
+
 def method_not_allowed(allowed: tuple[str, ...]) -> Reply:
     return error_reply(405, "Method Not Allowed", [("allow", ", ".join(allowed))])
 
@@ -211,6 +240,31 @@ class Call:
             reply = for_method(self.service.failure(self.pipeline, exc), self.request.method)
         reply.cleanups += self.cleanups
         return reply
+
+    def run_sync_within(self) -> Reply:
+        """:meth:`run_sync`, bounded by the service's timeout (the Flask side)."""
+        if self.service.timeout is None:
+            return self.run_sync()
+        future = self.service.run_in_pool(self.run_sync)
+        try:
+            return future.result(self.service.timeout)
+        except FutureTimeout:
+            future.add_done_callback(lambda done: discard(done.result()))
+            logger.error("Pipeline %r did not answer within %g s", self.pipeline.name, self.service.timeout)
+            return self.service.timed_out(self.request)
+
+    async def run_async_within(self, to_thread: ToThread) -> Reply:
+        """:meth:`run_async`, bounded by the service's timeout (the FastAPI side)."""
+        if self.service.timeout is None:
+            return await self.run_async(to_thread)
+        task = asyncio.ensure_future(self.run_async(to_thread))
+        done, _ = await asyncio.wait({task}, timeout=self.service.timeout)
+        if task in done:
+            return task.result()
+        # The thread cannot be stopped; what it answers later is closed and thrown away.
+        task.add_done_callback(lambda late: _background(adiscard(late.result())))
+        logger.error("Pipeline %r did not answer within %g s", self.pipeline.name, self.service.timeout)
+        return self.service.timed_out(self.request)
 
     async def run_async(self, to_thread: ToThread) -> Reply:
         """Run on an event loop; sync ``run_api`` and image encoding go through ``to_thread``."""

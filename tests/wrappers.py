@@ -283,6 +283,21 @@ class ActiveContentWrapper(BasePipelineWrapper):
         )
 
 
+class SlowWrapper(BasePipelineWrapper):
+    """Waits for a release file, then writes a temp file to be deleted after the response."""
+
+    def run_api(self, directory: str) -> Media:
+        import time
+
+        deadline = time.monotonic() + 10
+        while not (Path(directory) / "release").exists() and time.monotonic() < deadline:
+            time.sleep(0.01)
+        path = Path(directory) / "late.bin"
+        path.write_bytes(b"late")
+        (Path(directory) / "written").write_text("yes")  # stays: shows the late answer exists
+        return Media(path, delete_after=True)
+
+
 class NoneWrapper(BasePipelineWrapper):
     def run_api(self) -> None:
         return None
@@ -310,6 +325,7 @@ WRAPPERS = {
     "failing_stream": FailingStreamWrapper,
     "upload": UploadWrapper,
     "none": NoneWrapper,
+    "slow": SlowWrapper,
     "safe_file": SafeFileWrapper,
     "active": ActiveContentWrapper,
     "loop_bound": LoopBoundWrapper,

@@ -197,7 +197,7 @@ class _Endpoints:
             if path_params:
                 request = dataclasses.replace(request, path_params=path_params)
             outcome = self.service.prepare(name, request)
-            reply = outcome if isinstance(outcome, Reply) else await outcome.run_async(self.to_thread)
+            reply = outcome if isinstance(outcome, Reply) else await outcome.run_async_within(self.to_thread)
         else:
             reply = request
         await to_response(reply)(scope, receive, send)

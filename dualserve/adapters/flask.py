@@ -86,7 +86,7 @@ def _run(service: Service, name: str) -> Reply:
     if isinstance(request, Reply):
         return request
     outcome = service.prepare(name, request)
-    return outcome if isinstance(outcome, Reply) else outcome.run_sync()
+    return outcome if isinstance(outcome, Reply) else outcome.run_sync_within()
 
 
 def to_request(request: flask.Request, service: Service) -> Request | Reply:
