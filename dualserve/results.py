@@ -243,15 +243,9 @@ def encode(result: ImageResult, format: str) -> BytesResult:
         body, media_type = encode_image(result.image, format, result.quality)
     except (TypeError, ValueError, OSError) as exc:
         raise ResolveError(str(exc)) from exc
-    return BytesResult(
-        body=body,
-        media_type=media_type,
-        status_code=result.status_code,
-        filename=result.filename,
-        disposition=result.disposition,
-        headers=result.headers,
-        max_age=result.max_age,
-    )
+    # Everything the image result carried (status, name, headers, caching) carries over.
+    common = {field.name: getattr(result, field.name) for field in dataclasses.fields(Result)}
+    return BytesResult(**{**common, "media_type": media_type}, body=body)
 
 
 def _is_item(value: Any) -> bool:

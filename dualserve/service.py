@@ -37,14 +37,13 @@ from .results import NativeResult, Result, StreamResult, encode_json, is_blockin
 from .streams import prime_async, prime_sync
 from .uploads import UploadFile
 
-__all__ = ["DEFAULT_MAX_BODY_SIZE", "DEFAULT_THREADS", "RUN_METHODS", "Call", "Service", "ToThread"]
+__all__ = ["DEFAULT_MAX_BODY_SIZE", "DEFAULT_THREADS", "Call", "Service", "ToThread"]
 
 logger = logging.getLogger("dualserve")
 
 #: How an async frontend runs a blocking function: Starlette's ``run_in_threadpool``, for one.
 ToThread = Callable[..., Awaitable[Any]]
 
-RUN_METHODS = ("GET", "HEAD", "POST")
 #: 64 MiB: room for large image uploads, small enough that one request cannot exhaust memory.
 DEFAULT_MAX_BODY_SIZE = 64 * 1024 * 1024
 #: Threads for the Flask app mounted in FastAPI: a long stream holds one for its whole length.
