@@ -18,6 +18,8 @@ from . import __version__, config
 __all__ = ["main"]
 
 SERVERS = ("uvicorn", "gunicorn", "flask")
+#: gthread threads per gunicorn worker unless --threads says otherwise: each runs one request at a time.
+GUNICORN_THREADS = 8
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -49,6 +51,16 @@ def main(argv: Sequence[str] | None = None) -> int:
         if options.timeout <= 0:
             parser.error("--timeout must be above 0")
         os.environ[config.TIMEOUT_ENV] = str(options.timeout)
+    for flag, value, name in (
+        ("--threads", options.threads, config.THREADS_ENV),
+        ("--max-streams", options.max_streams, config.MAX_STREAMS_ENV),
+    ):
+        if value is not None:
+            if value < 1:
+                parser.error(f"{flag} must be 1 or more")
+            os.environ[name] = str(value)
+    if options.server == "flask" and options.threads is not None:
+        parser.error("--server flask starts a thread per request and cannot cap them; use uvicorn or gunicorn")
     logging.basicConfig(level=options.log_level.upper(), format="%(levelname)s:%(name)s: %(message)s")
     return {"uvicorn": _uvicorn, "gunicorn": _gunicorn, "flask": _flask}[options.server](options)
 
@@ -74,6 +86,21 @@ def _parser() -> argparse.ArgumentParser:
     )
     run.add_argument(
         "--timeout", type=float, default=None, metavar="SECONDS", help="a pipeline slower than this answers 504"
+    )
+    run.add_argument(
+        "--threads",
+        type=int,
+        default=None,
+        metavar="N",
+        help="sync pipeline runs at once per worker: uvicorn's pool and the Flask mount (default 64), "
+        "gunicorn's threads (default 8)",
+    )
+    run.add_argument(
+        "--max-streams",
+        type=int,
+        default=None,
+        metavar="N",
+        help="streams sent at once per worker; one more answers 503 with Retry-After (default: no limit)",
     )
     run.add_argument(
         "--graceful-timeout",
@@ -199,7 +226,7 @@ def _gunicorn(options: argparse.Namespace) -> int:
                 "workers": options.workers,
                 # Threads let one worker hold a stream open and still answer other requests.
                 "worker_class": "gthread",
-                "threads": 8,
+                "threads": options.threads or GUNICORN_THREADS,
                 "graceful_timeout": max(1, math.ceil(options.graceful_timeout)),
                 "loglevel": options.log_level,
                 "accesslog": "-" if options.log_level in ("debug", "info") else None,

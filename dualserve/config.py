@@ -4,24 +4,44 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import TypedDict
 
 from .exceptions import LoadError
 
 __all__ = [
     "DEBUG_ENV",
     "MAX_BODY_SIZE_ENV",
+    "MAX_STREAMS_ENV",
     "PIPELINES_DIR_ENV",
+    "THREADS_ENV",
     "TIMEOUT_ENV",
-    "debug",
-    "max_body_size",
+    "Settings",
     "pipelines_dir",
-    "timeout",
+    "settings",
 ]
 
 PIPELINES_DIR_ENV = "DUALSERVE_PIPELINES_DIR"
 DEBUG_ENV = "DUALSERVE_DEBUG"
 MAX_BODY_SIZE_ENV = "DUALSERVE_MAX_BODY_SIZE"
 TIMEOUT_ENV = "DUALSERVE_TIMEOUT"
+THREADS_ENV = "DUALSERVE_THREADS"
+MAX_STREAMS_ENV = "DUALSERVE_MAX_STREAMS"
+
+
+class Settings(TypedDict, total=False):
+    """The app factories' keyword settings; one left out takes :class:`~dualserve.service.Service`'s default.
+
+    ``debug``: name the exception in 500 answers. ``max_body_size``: the largest request body in
+    bytes (64 MiB); larger ones get 413. ``timeout``: seconds a pipeline may take to answer; past
+    it, 504 (no limit). ``threads``: sync pipeline runs at once per process, and the Flask mount's
+    threads (64). ``max_streams``: streams sent at once per process; one more gets 503 (no limit).
+    """
+
+    debug: bool
+    max_body_size: int
+    timeout: float
+    threads: int
+    max_streams: int
 
 
 def pipelines_dir() -> Path:
@@ -31,24 +51,21 @@ def pipelines_dir() -> Path:
     return Path(value)
 
 
-def debug() -> bool:
-    return os.environ.get(DEBUG_ENV, "").lower() in ("1", "true", "yes", "on")
-
-
-def max_body_size() -> int | None:
-    value = os.environ.get(MAX_BODY_SIZE_ENV)
-    if not value:
-        return None
-    if not value.isdigit():
-        raise LoadError(f"{MAX_BODY_SIZE_ENV} must be a number of bytes, not {value!r}.")
-    return int(value)
-
-
-def timeout() -> float | None:
+def settings() -> Settings:
+    """The settings the environment sets; the unset ones are left out."""
+    found = Settings()
+    if os.environ.get(DEBUG_ENV, "").lower() in ("1", "true", "yes", "on"):
+        found["debug"] = True
+    for key, name in (("max_body_size", MAX_BODY_SIZE_ENV), ("threads", THREADS_ENV), ("max_streams", MAX_STREAMS_ENV)):
+        value = os.environ.get(name)
+        if value:
+            if not value.isdigit():
+                raise LoadError(f"{name} must be a whole number, not {value!r}.")
+            found[key] = int(value)  # type: ignore[literal-required]
     value = os.environ.get(TIMEOUT_ENV)
-    if not value:
-        return None
-    try:
-        return float(value)
-    except ValueError:
-        raise LoadError(f"{TIMEOUT_ENV} must be a number of seconds, not {value!r}.") from None
+    if value:
+        try:
+            found["timeout"] = float(value)
+        except ValueError:
+            raise LoadError(f"{TIMEOUT_ENV} must be a number of seconds, not {value!r}.") from None
+    return found

@@ -200,7 +200,13 @@ def _resolve_media(media: Media, declared: tuple[str, ...]) -> Result:
             raise ResolveError(f"Media(format={media.format!r}) is not one of png, jpeg, webp.")
         result: Result = _image(content, declared, media.format, media.quality)
     else:
-        result = resolve(content, (media.media_type,) if media.media_type else declared)
+        try:
+            result = resolve(content, (media.media_type,) if media.media_type else declared)
+        except Exception:
+            if media.delete_after and isinstance(content, os.PathLike):
+                # The file was handed over to be deleted; a file that cannot be served is deleted too.
+                Path(content).unlink(missing_ok=True)
+            raise
     if isinstance(result, NativeResult):
         raise ResolveError("Media(content=...) cannot wrap a framework Response; return the Response itself.")
     if media.delete_after and not isinstance(result, PathResult):
@@ -274,9 +280,14 @@ def path_result(path: Path, media_type: str | None, **fields: Any) -> PathResult
         raise ResolveError(f"run_api returned the path {path.name!r}, which is not a regular file.")
     if media_type is None:
         media_type = guess_from_name(path.name)
-    if media_type is None:
+    try:
+        # Opened even when the name gives the type: a file the server may not read (permissions,
+        # an I/O error) must fail now, as a JSON 500, not after a 200 status line has gone out.
         with path.open("rb") as file:
-            media_type = guess_from_bytes(file.read(8192))
+            if media_type is None:
+                media_type = guess_from_bytes(file.read(8192))
+    except OSError as exc:
+        raise ResolveError(f"run_api returned the path {path.name!r}, which cannot be read: {exc.strerror}.") from exc
     fields.setdefault("filename", path.name)
     return PathResult(
         path=path, size=stat.st_size, mtime=stat.st_mtime, media_type=media_type or OCTET_STREAM, **fields

@@ -26,6 +26,7 @@ from .exceptions import HTTPError, ResolveError
 from .forms import is_form, parse_form
 from .header_fields import checked
 from .http import render
+from .limits import Slots
 from .natives import from_native
 from .negotiation import negotiate
 from .openapi import build_document
@@ -66,6 +67,8 @@ class Service:
     :param threads: WSGI calls that may run at once in the Flask app mounted inside FastAPI.
     :param timeout: seconds a pipeline may take to produce its answer (a stream: its first chunk);
         past it the client gets a 504 JSON, and whatever the pipeline returns later is discarded.
+    :param max_streams: streams this process may send at once; one more gets a 503 JSON with
+        ``Retry-After`` before its generator runs (``None``: no limit).
     """
 
     def __init__(
@@ -75,6 +78,7 @@ class Service:
         max_body_size: int = DEFAULT_MAX_BODY_SIZE,
         threads: int = DEFAULT_THREADS,
         timeout: float | None = None,
+        max_streams: int | None = None,
     ) -> None:
         if max_body_size < 0 or threads < 1 or (timeout is not None and timeout <= 0):
             raise ValueError("max_body_size must be 0 or more, threads 1 or more, and timeout above 0.")
@@ -83,6 +87,7 @@ class Service:
         self.max_body_size = max_body_size
         self.threads = threads
         self.timeout = timeout
+        self.streams = Slots(max_streams)
         self._timed_pool: ThreadPoolExecutor | None = None
         self._contexts: dict[str, Callable[[], AbstractContextManager[object]]] = {}
         self._documents: dict[str, bytes] = {}
@@ -137,9 +142,19 @@ class Service:
             self._timed_pool = ThreadPoolExecutor(self.threads, thread_name_prefix="dualserve-timed")
         return self._timed_pool.submit(contextvars.copy_context().run, function)
 
+    def too_many_streams(self) -> HTTPError:
+        """503: every stream slot is taken; the client may retry in a second."""
+        detail = f"The server is sending its limit of {self.streams.limit} streams; try again shortly."
+        return HTTPError(503, detail, {"Retry-After": "1"})
+
     def body_incomplete(self) -> Reply:
         """400: the body ended before its Content-Length, so the client is gone or broken."""
         return error_reply(400, "The request body ended before its Content-Length.")
+
+    def no_room(self, exc: OSError) -> Reply:
+        """507: the request's upload could not be stored (a full disk, a file size limit)."""
+        logger.error("An upload could not be spooled to a temporary file: %s", exc)
+        return error_reply(507, f"The server could not store the upload: {exc.strerror or exc}.")
 
     def malformed_form(self) -> Reply:
         """422, in the shape of a malformed JSON body, for a form body its parser refused."""
@@ -182,6 +197,8 @@ class Service:
                     form = parse_form(request.body, request.headers.get("content-type") or "")
                 except (ValueError, WerkzeugHTTPException):
                     return self.malformed_form()
+                except OSError as exc:  # a large upload is spooled to a temp file; the disk may be full
+                    return self.no_room(exc)
                 cleanups += [value.stream.close for _, value in form if isinstance(value, UploadFile)]
                 arguments = pipeline.parameters.from_pairs(form, "body")
             else:
@@ -308,7 +325,22 @@ class Call:
         result = resolve(value, self.pipeline.media_types)
         if isinstance(result, NativeResult):
             result = from_native(result.response, self.cleanups) or result
-        return negotiate(result, self.request, self.pipeline.name, self.pipeline.controls)
+        result = negotiate(result, self.request, self.pipeline.name, self.pipeline.controls)
+        if isinstance(result, StreamResult):
+            self._hold_stream_slot(result)
+        return result
+
+    def _hold_stream_slot(self, result: StreamResult) -> None:
+        # Checked before the first chunk is pulled, so a refused generator has not run at all;
+        # it is still closed (a cleanup, so an async one is closed on its own loop).
+        chunks = result.chunks
+        if not self.service.streams.take():
+            close = getattr(chunks, "aclose", None) or getattr(chunks, "close", None)
+            if close is not None:
+                self.cleanups.append(close)
+            raise self.service.too_many_streams()
+        # Given back when the response is over: finished, cut off, answered by HEAD, or discarded.
+        self.cleanups.append(self.service.streams.give_back)
 
     def _render(self, result: Result) -> Reply:
         if isinstance(result, NativeResult):

@@ -17,6 +17,4 @@ __all__ = ["create_app"]
 
 
 def create_app() -> Flask:
-    return wsgi_app(
-        config.pipelines_dir(), debug=config.debug(), max_body_size=config.max_body_size(), timeout=config.timeout()
-    )
+    return wsgi_app(config.pipelines_dir(), **config.settings())

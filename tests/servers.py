@@ -9,7 +9,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -63,13 +63,22 @@ def serve(command: list[str], port: int, env: dict[str, str] | None = None) -> I
 
 @contextmanager
 def running(
-    command: list[str], port: int, env: dict[str, str] | None = None, ready_path: str = "/status"
+    command: list[str],
+    port: int,
+    env: dict[str, str] | None = None,
+    ready_path: str = "/status",
+    preexec_fn: Callable[[], object] | None = None,
 ) -> Iterator[Server]:
     # Output goes to a file, not a pipe: a pipe nobody reads fills up and stalls a chatty server.
     with tempfile.NamedTemporaryFile("w+", prefix="server-", suffix=".log", delete=False) as log:
         log_path = Path(log.name)
         process = subprocess.Popen(
-            command, env={**os.environ, **(env or {})}, stdout=log, stderr=subprocess.STDOUT, text=True
+            command,
+            env={**os.environ, **(env or {})},
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            text=True,
+            preexec_fn=preexec_fn,  # limits for the server alone, such as a file size limit
         )
     url = f"http://127.0.0.1:{port}"
     try:
