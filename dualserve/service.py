@@ -47,7 +47,7 @@ ToThread = Callable[..., Awaitable[Any]]
 
 #: 64 MiB: room for large image uploads, small enough that one request cannot exhaust memory.
 DEFAULT_MAX_BODY_SIZE = 64 * 1024 * 1024
-#: Threads for the Flask app mounted in FastAPI: a long stream holds one for its whole length.
+#: Threads per pool: a sync stream through the Flask mount holds one for its whole length.
 DEFAULT_THREADS = 64
 STATUS_METHODS = ("GET", "HEAD")
 _FAILED = "Pipeline execution failed"
@@ -64,7 +64,8 @@ class Service:
     :param registry: the pipelines.
     :param debug: put the exception's type and message in 500 answers (never the traceback).
     :param max_body_size: the largest request body accepted, in bytes; larger ones get 413.
-    :param threads: WSGI calls that may run at once in the Flask app mounted inside FastAPI.
+    :param threads: sync runs at once on each frontend of an ASGI server: the FastAPI adapter's
+        pool, and the WSGI calls of the Flask app mounted inside FastAPI (also the timeout's pool).
     :param timeout: seconds a pipeline may take to produce its answer (a stream: its first chunk);
         past it the client gets a 504 JSON, and whatever the pipeline returns later is discarded.
     :param max_streams: streams this process may send at once; one more gets a 503 JSON with

@@ -2,16 +2,20 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+import logging
+from collections.abc import Iterable, Iterator
 from typing import Any
 
+import anyio
 import flask
 import pytest
 from starlette.responses import Response
 from starlette.testclient import TestClient
-from starlette.types import Receive, Scope, Send
+from starlette.types import Message, Receive, Scope, Send
 
 from dualserve import BasePipelineWrapper, fastapi_app, flask_app
+from dualserve.adapters.fastapi import to_response
+from dualserve.replies import Reply, StreamBody
 
 
 class SelfSendingStarletteResponse(Response):
@@ -63,3 +67,39 @@ def test_other_framework_refuses_it_with_json(
     assert (refused.status_code, refused.json()) == (500, {"detail": "Pipeline execution failed"})
     refused_by_flask = flask_client.get("/starlette_custom/run")
     assert (refused_by_flask.status_code, refused_by_flask.get_json()) == (500, {"detail": "Pipeline execution failed"})
+
+
+@pytest.mark.parametrize("body", ["bytes", "stream"])
+def test_a_send_that_raises_because_the_client_left_ends_the_response_quietly(
+    body: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    """ASGI 2.4 servers (and the bridge that mounts FastAPI in Flask) may raise OSError from send()
+    once the client is gone: the response ends, the generator and cleanups run, nothing is logged."""
+    closed: list[str] = []
+
+    def chunks() -> Iterator[bytes]:
+        try:
+            while True:
+                yield b"x" * 1024
+        finally:
+            closed.append("generator")
+
+    reply_body: bytes | StreamBody = b"whole" if body == "bytes" else StreamBody(chunks())
+    reply = Reply(200, [("content-type", "application/octet-stream")], reply_body, cleanups=[lambda: closed.append("")])
+    sent: list[Message] = []
+
+    async def send(message: Message) -> None:
+        if message["type"] == "http.response.body":
+            raise OSError("the connection is closed")
+        sent.append(message)
+
+    async def receive() -> Message:
+        await anyio.sleep_forever()  # the server has not noticed yet: only send() knows
+        raise AssertionError
+
+    scope: Scope = {"type": "http", "method": "GET"}
+    with caplog.at_level(logging.DEBUG, logger="dualserve"):
+        anyio.run(to_response(reply), scope, receive, send)
+    assert [message["type"] for message in sent] == ["http.response.start"]
+    assert closed == ([""] if body == "bytes" else ["generator", ""])
+    assert caplog.records == []

@@ -262,6 +262,7 @@ class _ReplyResponse(Response):
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         body = self.reply.body
+        send = _raising_gone(send)
         try:
             await send({"type": "http.response.start", "status": self.status_code, "headers": self.raw_headers})
             if isinstance(body, bytes):
@@ -269,18 +270,39 @@ class _ReplyResponse(Response):
                 return
             async with anyio.create_task_group() as group:
                 group.start_soon(_cancel_on_disconnect, receive, group.cancel_scope)
-                if isinstance(body, FileBody):
-                    await _send_file(body, send)
-                else:
-                    await _send_stream(body, send)
-                await send({"type": "http.response.body", "body": b"", "more_body": False})
+                try:
+                    if isinstance(body, FileBody):
+                        await _send_file(body, send)
+                    else:
+                        await _send_stream(body, send)
+                    await send({"type": "http.response.body", "body": b"", "more_body": False})
+                except _ClientGone:
+                    pass  # caught inside the group, or it would leave wrapped in an ExceptionGroup
                 group.cancel_scope.cancel()
+        except _ClientGone:
+            pass  # the client left before the headers or a one-piece body went out: nothing to log
         finally:
             with anyio.CancelScope(shield=True):
                 if isinstance(body, StreamBody):
                     await _close_stream(body)
                 if self.reply.cleanups:
                     await self.reply.aclose(anyio.to_thread.run_sync)
+
+
+class _ClientGone(Exception):
+    """``send`` failed because the client has left: the response is over, which is no error."""
+
+
+def _raising_gone(send: Send) -> Send:
+    # ASGI 2.4 lets a server raise OSError from send() once the connection is closed (the Flask
+    # side's bridge does); uvicorn drops the message instead, and the disconnect watch stops us.
+    async def guarded(message: Message) -> None:
+        try:
+            await send(message)
+        except OSError as exc:
+            raise _ClientGone from exc
+
+    return guarded
 
 
 async def _cancel_on_disconnect(receive: Receive, scope: anyio.CancelScope) -> None:
