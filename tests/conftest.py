@@ -19,6 +19,9 @@ from . import flask_wrappers, hayhooks_wrappers
 from .wrappers import make_wrappers
 
 FRONTENDS = ["fastapi", "flask", "flask-in-fastapi", "fastapi-in-flask"]
+#: The Flask app with a request hook, so every request goes through Flask's own dispatch: the
+#: answers must not change when GET and HEAD on /<name>/run stop skipping it.
+DISPATCHED = "flask-dispatched"
 # Headers a server adds on its own, or that carry the time.
 VOLATILE = {"date", "server", "connection", "keep-alive", "transfer-encoding"}
 
@@ -39,6 +42,11 @@ def frontend_client(name: str, service: Service) -> httpx2.Client:
     if name == "flask":
         app = wsgiref.validate.validator(flask_adapter.create_app(service))
         return httpx2.Client(transport=httpx2.WSGITransport(app=app), base_url="http://testserver")
+    if name == DISPATCHED:
+        dispatched = flask_adapter.create_app(service)
+        dispatched.before_request(lambda: None)
+        app = wsgiref.validate.validator(dispatched)
+        return httpx2.Client(transport=httpx2.WSGITransport(app=app), base_url="http://testserver")
     if name == "flask-in-fastapi":
         return TestClient(compose_asgi(service), base_url="http://testserver/flask")
     if name == "fastapi-in-flask":
@@ -55,8 +63,8 @@ def client(request: pytest.FixtureRequest, service: Service) -> Iterator[httpx2.
 
 @pytest.fixture
 def clients(service: Service) -> Iterator[dict[str, httpx2.Client]]:
-    """All four frontends at once, to compare their answers to one request."""
-    opened = {name: frontend_client(name, service) for name in FRONTENDS}
+    """All four frontends at once, and Flask through its own dispatch, to compare their answers."""
+    opened = {name: frontend_client(name, service) for name in [*FRONTENDS, DISPATCHED]}
     try:
         yield opened
     finally:

@@ -1,21 +1,27 @@
-"""Framework quirks: a response class that sends itself passes through on its own framework only."""
+"""Framework quirks: a response class that sends itself passes through on its own framework only;
+the Flask app answers its pipeline routes without Flask's dispatch only while that changes nothing."""
 
 from __future__ import annotations
 
+import contextlib
 import logging
-from collections.abc import Iterable, Iterator
+import wsgiref.validate
+from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
 import anyio
 import flask
 import pytest
+import werkzeug.test
 from starlette.responses import Response
 from starlette.testclient import TestClient
 from starlette.types import Message, Receive, Scope, Send
 
 from dualserve import BasePipelineWrapper, fastapi_app, flask_app
+from dualserve.adapters import flask as flask_adapter
 from dualserve.adapters.fastapi import to_response
 from dualserve.replies import Reply, StreamBody
+from dualserve.service import Service
 
 
 class SelfSendingStarletteResponse(Response):
@@ -103,3 +109,133 @@ def test_a_send_that_raises_because_the_client_left_ends_the_response_quietly(
     assert [message["type"] for message in sent] == ["http.response.start"]
     assert closed == ([""] if body == "bytes" else ["generator", ""])
     assert caplog.records == []
+
+
+# GET and HEAD on /<name>/run skip Flask's dispatch while the app adds nothing to it; the WSGI
+# answer (status line, header list, body) must be the one Flask's dispatch sends.
+
+DIRECT_CASES = [
+    pytest.param("GET", "/bytes/run", {}, id="bytes"),
+    pytest.param("HEAD", "/bytes/run", {}, id="head"),
+    pytest.param("GET", "/range_bytes/run", {"Range": "bytes=0-9"}, id="206"),
+    pytest.param("GET", "/range_bytes/run", {"If-None-Match": "*"}, id="304"),
+    pytest.param("GET", "/range_bytes/run", {"Range": "bytes=99999-"}, id="416"),
+    pytest.param("GET", "/range_path/run", {"Range": "bytes=5-"}, id="file-range"),
+    pytest.param("GET", "/stream/run", {}, id="stream"),
+    pytest.param("HEAD", "/head_stream/run", {}, id="head-stream"),
+    pytest.param("GET", "/image/run?format=jpeg", {"Accept": "application/json"}, id="negotiated"),
+    pytest.param("GET", "/bytes/run?width=x", {}, id="422"),
+    pytest.param("PUT", "/bytes/run", {}, id="405"),
+    pytest.param("OPTIONS", "/bytes/run", {}, id="options"),
+    pytest.param("DELETE", "/upload/run", {}, id="405-upload"),
+    pytest.param("GET", "/http_error/run?status=409", {}, id="http-error"),
+    pytest.param("GET", "/failing/run", {}, id="500"),
+    pytest.param("GET", "/status_media/run", {}, id="202"),
+    pytest.param("GET", "/fl_mimetype/run", {}, id="werkzeug-response"),
+    pytest.param("GET", "/fl_send_file/run", {"Range": "bytes=0-3"}, id="send-file"),
+]
+
+
+def _wsgi_answer(app: Any, method: str, url: str, headers: dict[str, str]) -> tuple[str, list[tuple[str, str]], bytes]:
+    environ = werkzeug.test.EnvironBuilder(url, method=method, headers=list(headers.items())).get_environ()
+    app_iter, status, sent = werkzeug.test.run_wsgi_app(app, environ, buffered=True)
+    return status, sent.to_wsgi_list(), b"".join(app_iter)
+
+
+@pytest.fixture
+def dispatch_calls(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """The paths Flask's own dispatch handled."""
+    calls: list[str] = []
+    dispatch = flask.Flask.full_dispatch_request
+
+    def counted(app: flask.Flask) -> flask.Response:
+        calls.append(flask.request.path)
+        return dispatch(app)
+
+    monkeypatch.setattr(flask.Flask, "full_dispatch_request", counted)
+    return calls
+
+
+@pytest.mark.parametrize(("method", "url", "headers"), DIRECT_CASES)
+def test_direct_answer_is_what_flask_dispatch_sends(
+    service: Service, dispatch_calls: list[str], method: str, url: str, headers: dict[str, str]
+) -> None:
+    direct = flask_adapter.create_app(service)
+    dispatched = flask_adapter.create_app(service)
+    dispatched.before_request(lambda: None)
+    answer = _wsgi_answer(wsgiref.validate.validator(direct), method, url, headers)
+    assert dispatch_calls == []
+    assert _wsgi_answer(wsgiref.validate.validator(dispatched), method, url, headers) == answer
+    assert dispatch_calls == [url.split("?")[0]]
+
+
+def _signal_receiver(app: flask.Flask) -> contextlib.AbstractContextManager[object]:
+    def receiver(sender: object, **extra: object) -> None:
+        pass
+
+    return flask.signals.request_started.connected_to(receiver, app)
+
+
+def _setting(key: str, value: object) -> Callable[[flask.Flask], None]:
+    return lambda app: app.config.update({key: value})
+
+
+CUSTOMISATIONS = [
+    pytest.param(lambda app: app.before_request(lambda: None), id="before_request"),
+    pytest.param(lambda app: app.after_request(lambda response: response), id="after_request"),
+    pytest.param(lambda app: app.teardown_request(lambda exc: None), id="teardown_request"),
+    pytest.param(lambda app: app.url_value_preprocessor(lambda endpoint, values: None), id="url_value_preprocessor"),
+    pytest.param(lambda app: app.teardown_appcontext(lambda exc: None), id="teardown_appcontext"),
+    pytest.param(lambda app: app.register_error_handler(ValueError, lambda exc: ("", 500)), id="error_handler"),
+    pytest.param(lambda app: app.view_functions.update({"run:bytes": lambda: "mine"}), id="view_replaced"),
+    pytest.param(_setting("SECRET_KEY", "session"), id="secret_key"),
+    pytest.param(_setting("SERVER_NAME", "localhost"), id="server_name"),
+    pytest.param(_setting("TRUSTED_HOSTS", ["localhost"]), id="trusted_hosts"),
+    pytest.param(_signal_receiver, id="signal_receiver"),
+]
+
+
+@pytest.mark.parametrize("customise", CUSTOMISATIONS)
+def test_anything_the_app_adds_sends_requests_through_flask(
+    service: Service, dispatch_calls: list[str], customise: Callable[[flask.Flask], object]
+) -> None:
+    app = flask_adapter.create_app(service)
+    customised = customise(app)
+    with customised if isinstance(customised, contextlib.AbstractContextManager) else contextlib.nullcontext():
+        app.test_client().get("/bytes/run")
+    assert dispatch_calls == ["/bytes/run"]
+
+
+def test_after_request_hook_sees_the_answer(service: Service) -> None:
+    app = flask_adapter.create_app(service)
+
+    @app.after_request
+    def stamp(response: flask.Response) -> flask.Response:
+        response.headers["x-stamp"] = "yes"
+        return response
+
+    assert app.test_client().get("/bytes/run").headers["x-stamp"] == "yes"
+
+
+def test_middleware_and_post_keep_their_usual_path(service: Service, dispatch_calls: list[str]) -> None:
+    app = flask_adapter.create_app(service)
+    seen: list[str] = []
+    inner = app.wsgi_app
+
+    def middleware(environ: dict[str, Any], start_response: Any) -> Iterable[bytes]:
+        seen.append(environ["PATH_INFO"])
+        return inner(environ, start_response)
+
+    app.wsgi_app = middleware  # type: ignore[method-assign]
+    client = app.test_client()
+    assert client.get("/bytes/run").status_code == 200
+    assert client.post("/bytes/run", json={}).status_code == 200
+    assert seen == ["/bytes/run", "/bytes/run"]
+    assert dispatch_calls == ["/bytes/run"]  # the POST
+
+
+def test_setup_after_a_direct_request_fails_as_after_any_request(service: Service) -> None:
+    app = flask_adapter.create_app(service)
+    app.test_client().get("/bytes/run")
+    with pytest.raises(AssertionError, match="already handled its first request"):
+        app.add_url_rule("/late", "late", lambda: "late")

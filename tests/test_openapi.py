@@ -12,10 +12,17 @@ from openapi_spec_validator import validate
 from dualserve import Registry
 from dualserve.openapi import build_document
 
+from .conftest import DISPATCHED
 from .wrappers import make_wrappers
 
 EXAMPLES = Path(__file__).parent.parent / "examples" / "pipeline_wrappers"
-PREFIXES = {"fastapi": "/", "flask": "/", "flask-in-fastapi": "/flask", "fastapi-in-flask": "/fastapi"}
+PREFIXES = {
+    "fastapi": "/",
+    "flask": "/",
+    "flask-in-fastapi": "/flask",
+    "fastapi-in-flask": "/fastapi",
+    DISPATCHED: "/",
+}
 
 
 @pytest.mark.parametrize("source", ["tests", "examples"])
