@@ -308,6 +308,7 @@ CASES = [
     ),
     pytest.param("GET", "/no/such/route", {}, Expect(404, JSON, b'{"detail":"Not Found"}'), id="unknown-route"),
     pytest.param("GET", "/status/", {}, Expect(404, JSON, b'{"detail":"Not Found"}'), id="no-slash-redirect"),
+    pytest.param("GET", "/static/ui.js", {}, Expect(404, JSON, b'{"detail":"Not Found"}'), id="no-static-folder"),
     pytest.param(
         "DELETE",
         "/image/run",

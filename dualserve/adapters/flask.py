@@ -58,7 +58,8 @@ class DualserveFlask(flask.Flask):
     """
 
     def __init__(self, service: Service) -> None:
-        super().__init__("dualserve")
+        # No static folder: Flask would serve the package's own static/ at /static/, FastAPI does not.
+        super().__init__("dualserve", static_folder=None)
         self.extensions["dualserve"] = service
         #: ``PATH_INFO`` -> (pipeline name, endpoint, view). Flask's URL map gives these paths to
         #: these views even when the app adds a rule for the same path: the first rule added wins.
