@@ -16,7 +16,10 @@
 - a client that disconnects is reported to the ASGI app (``receive`` answers ``http.disconnect``
   and ``send`` raises ``OSError``, as ASGI spec 2.4 says), so generators close and cleanups run;
 - a chunked request body (no ``Content-Length``) is read to its end, up to ``max_body_size + 1``
-  bytes, instead of arriving empty.
+  bytes, instead of arriving empty;
+- a body that ends before its ``Content-Length`` ends there for the app (its last message has
+  ``more_body: False``; the FastAPI routes then answer 400 as the Flask frontend does), where
+  a2wsgi asked the WSGI input for the missing bytes, and handed the app empty chunks, forever.
 """
 
 from __future__ import annotations
@@ -166,9 +169,14 @@ class ASGIMount(ASGIMiddleware):
 
 class _ASGIResponder(ASGIResponder):
     gone = False
+    body: _DeclaredBody | None = None
 
     def respond(self, environ: Any, start_response: Any) -> Iterator[bytes]:
         finished = False
+        declared = environ.get("CONTENT_LENGTH") or ""
+        if declared.isdigit():
+            self.body = _DeclaredBody(environ["wsgi.input"], int(declared))
+            environ = {**environ, "wsgi.input": self.body}
         inner: Any = self(environ, start_response)
         try:
             yield from inner
@@ -184,7 +192,13 @@ class _ASGIResponder(ASGIResponder):
     async def asgi_receive(self) -> Any:
         if self.gone:
             return {"type": "http.disconnect"}
-        return await super().asgi_receive()
+        if self.body is not None and self.body.ended:
+            # As after a2wsgi's own last body message: wait for the response to be over.
+            return await self.receive_event.wait()
+        message = await super().asgi_receive()
+        if self.body is not None and self.body.ended and message.get("type") == "http.request":
+            return {**message, "more_body": False}  # the input ended short of Content-Length
+        return message
 
     async def asgi_send(self, message: Any) -> None:
         if self.gone:
@@ -205,6 +219,22 @@ def _decodable(environ: Any) -> Any:
     fixed = "".join(ch if ch.isascii() else f"%{ord(ch):02X}" for ch in query)
     path = path.encode("latin-1").decode("utf-8", "replace").encode("utf-8").decode("latin-1")
     return {**environ, "QUERY_STRING": fixed, "PATH_INFO": path}
+
+
+class _DeclaredBody:
+    """The WSGI input, noting when it ends short of ``length`` bytes (a client that gave up
+    mid-body): a2wsgi reads until it has Content-Length bytes, and read again on every b""."""
+
+    def __init__(self, stream: Any, length: int) -> None:
+        self.stream = stream
+        self.remaining = length
+        self.ended = False
+
+    def read(self, size: int = -1) -> bytes:
+        data: bytes = self.stream.read(size)
+        self.remaining -= len(data)
+        self.ended = self.ended or (not data and size != 0 and self.remaining > 0)
+        return data
 
 
 def _with_content_length(environ: Any, max_body_size: int) -> Any:

@@ -22,8 +22,10 @@ from email.utils import formatdate
 from urllib.parse import quote
 
 import xxhash
-from werkzeug.http import parse_date, parse_etags, parse_if_range_header, parse_range_header
+from werkzeug.datastructures import Range
+from werkzeug.http import parse_date, parse_etags, parse_range_header
 
+from .media import safe_filename
 from .replies import FileBody, Reply, StreamBody, error_reply
 from .requests import Request
 from .results import BytesResult, PathResult, Result, StreamResult
@@ -154,17 +156,23 @@ def _byte_range(request: Request, size: int, etag: str, mtime: int | None) -> tu
     parsed = parse_range_header(header)
     if parsed is None or parsed.units != "bytes" or len(parsed.ranges) != 1:
         return _WHOLE
+    start, stop = parsed.ranges[0]
+    if stop is None and start < -size:
+        # A suffix longer than the body selects all of it (RFC 9110 14.1.2); Werkzeug's
+        # range_for_length() found it unsatisfiable, a 416 for "bytes=-500" of 100 bytes.
+        parsed = Range("bytes", [(-size, None)]) if size else parsed
     # Satisfiable ranges are 206 even when they cover the whole body, as RFC 9110 has it.
     return parsed.range_for_length(size)
 
 
 def _if_range_holds(header: str, etag: str, mtime: int | None) -> bool:
-    if header.lstrip().startswith("W/"):
-        return False  # If-Range needs a strong validator
-    parsed = parse_if_range_header(header)
-    if parsed.etag is not None:
-        return parsed.etag == _unquote(etag)
-    return parsed.date is not None and mtime is not None and int(parsed.date.timestamp()) == mtime
+    # RFC 9110 13.1.5: a DQUOTE in the first three characters makes it an entity-tag, which must
+    # match ours strongly: byte for byte, so never a weak "W/" one. Werkzeug's parser also took
+    # an unquoted tag or a lower-case "w/" prefix as our strong tag, and answered 206.
+    if '"' in header[:3]:
+        return header == etag
+    date = parse_date(header)
+    return date is not None and mtime is not None and int(date.timestamp()) == mtime
 
 
 def _drop_body(reply: Reply) -> None:
@@ -198,12 +206,17 @@ def etag_for_bytes(body: bytes) -> str:
 
 def content_disposition(disposition: str, filename: str) -> str:
     """``inline`` or ``attachment`` with an ASCII ``filename`` and, when needed, RFC 5987's ``filename*``."""
-    # "Vögel" falls back to "Vogel"; what has no ASCII form, and quotes or backslashes that some
-    # clients mis-parse inside a quoted string, become "_". filename* keeps the exact name.
+    # A file's own name reaches here unchecked (a Linux name may hold "\n" or "\\"), so it is made
+    # safe here too. "Vögel" falls back to "Vogel"; what has no ASCII form, and quotes or
+    # backslashes that some clients mis-parse inside a quoted string, become "_"; so does a "/"
+    # that NFKD made of a fullwidth one ("a／b"). filename* keeps the exact (safe) name.
+    filename = safe_filename(filename)
     decomposed = unicodedata.normalize("NFKD", filename)
     ascii_name = "".join(
-        ch if 32 <= ord(ch) < 127 and ch not in '"\\' else "_" for ch in decomposed if not unicodedata.combining(ch)
+        ch if 32 <= ord(ch) < 127 and ch not in '"\\/' else "_" for ch in decomposed if not unicodedata.combining(ch)
     )
+    if not ascii_name.strip(". "):
+        ascii_name = "download"  # "‥" decomposes to "..", a lone combining mark to nothing
     value = f'{disposition}; filename="{ascii_name}"'
     if ascii_name != filename:
         value += f"; filename*=UTF-8''{quote(filename, safe='')}"

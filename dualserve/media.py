@@ -5,11 +5,12 @@ from __future__ import annotations
 import base64
 import binascii
 import os
+import unicodedata
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-__all__ = ["Media"]
+__all__ = ["Media", "safe_filename"]
 
 
 @dataclass(frozen=True)
@@ -72,7 +73,14 @@ class Media:
         if self.max_age is not None and self.max_age < 0:
             raise ValueError("Media max_age must be zero or more seconds.")
         if self.filename is not None:
-            # Names often come from user input: control characters and path separators, which
-            # no download name may hold, become "_" rather than an error.
-            safe = "".join("_" if ord(ch) < 32 or ch in "/\\\x7f" else ch for ch in self.filename)
-            object.__setattr__(self, "filename", safe.strip() or "download")
+            # Names often come from user input: made safe rather than an error.
+            object.__setattr__(self, "filename", safe_filename(self.filename))
+
+
+def safe_filename(name: str) -> str:
+    """``name`` as a download may be called: control characters and path separators become ``_``,
+    surrounding spaces go, and a name of dots alone (``..``) or of nothing becomes ``download``."""
+    # All of Unicode's control characters (C1's NEL too, not only ASCII's), and a bare "." or
+    # "..", which a client joining the name to a folder would take for a folder.
+    safe = "".join("_" if ch in "/\\" or unicodedata.category(ch) == "Cc" else ch for ch in name).strip()
+    return safe if safe.strip(".") else "download"

@@ -157,7 +157,9 @@ def resolve(value: Any, declared: tuple[str, ...] = ()) -> Result:
 def encode_json(value: Any) -> bytes:
     """Compact UTF-8 JSON; pydantic models, dataclasses, dates, UUIDs and enums included."""
     try:
-        return pydantic_core.to_json(value)
+        # NaN and infinities as null, as pydantic's model_dump_json writes them: the default,
+        # bare NaN and Infinity, is not JSON, and strict parsers (browsers' JSON.parse) refuse it.
+        return pydantic_core.to_json(value, inf_nan_mode="null")
     except pydantic_core.PydanticSerializationError as exc:
         raise ResolveError(
             f"run_api returned a {type(value).__name__}, which is not bytes, a path, an iterator, an image, "

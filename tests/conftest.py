@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import os
 import wsgiref.validate
 from collections.abc import Callable, Iterator
 
 import httpx2
 import pytest
+from hypothesis import HealthCheck, settings
 from starlette.testclient import TestClient
 
 from dualserve.adapters import fastapi as fastapi_adapter
@@ -24,6 +26,22 @@ FRONTENDS = ["fastapi", "flask", "flask-in-fastapi", "fastapi-in-flask"]
 DISPATCHED = "flask-dispatched"
 # Headers a server adds on its own, or that carry the time.
 VOLATILE = {"date", "server", "connection", "keep-alive", "transfer-encoding"}
+
+# Hypothesis: by default derandomized and without an example database, so a run in CI fails the
+# same way every time it fails; HYPOTHESIS_PROFILE=long runs LONG_SCALE times the examples, freshly
+# random (and remembered in .hypothesis/), for a longer hunt on a workstation.
+settings.register_profile(
+    "dualserve", derandomize=True, database=None, deadline=None, suppress_health_check=[HealthCheck.too_slow]
+)
+settings.register_profile("long", deadline=None, suppress_health_check=[HealthCheck.too_slow])
+HYPOTHESIS_PROFILE = os.environ.get("HYPOTHESIS_PROFILE", "dualserve")
+LONG_SCALE = 25
+
+
+def hypothesis_settings(examples: int) -> settings:
+    """The active profile with ``examples`` examples (LONG_SCALE times as many under ``long``)."""
+    scale = LONG_SCALE if HYPOTHESIS_PROFILE == "long" else 1
+    return settings(settings.get_profile(HYPOTHESIS_PROFILE), max_examples=examples * scale)
 
 
 @pytest.fixture(scope="session")

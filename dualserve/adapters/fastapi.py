@@ -27,7 +27,7 @@ from starlette.datastructures import Headers
 from starlette.exceptions import HTTPException
 from starlette.requests import Request as StarletteRequest
 from starlette.responses import Response
-from starlette.routing import Route
+from starlette.routing import Mount, Route
 from starlette.types import Message, Receive, Scope, Send
 
 from ..openapi import build_document
@@ -92,14 +92,15 @@ class DualserveFastAPI(FastAPI):
         self._direct_mounts: dict[str, Any] = {}
 
     def mount_direct(self, prefix: str, app: Any) -> None:
-        """``mount(prefix, app)``, with requests under ``prefix/`` handed to ``app`` directly."""
-        self.mount(prefix, app)
+        """``mount(prefix, app)`` ahead of every route, with requests under ``prefix/`` handed to
+        ``app`` directly."""
+        # First, as Werkzeug's DispatcherMiddleware puts the FastAPI mount in Flask: "/flask/run"
+        # is the Flask app's "/run", not a pipeline called "flask" (a 404 of another wording).
+        self.router.routes.insert(0, Mount(prefix, app))
         self._direct_mounts[prefix] = app
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http" and not self.user_middleware:
-            if await self._endpoints.dispatch(scope, receive, send):
-                return
             root: str = scope.get("root_path", "")
             path: str = scope["path"][len(root) :] if scope["path"].startswith(root) else scope["path"]
             for prefix, app in self._direct_mounts.items():
@@ -108,6 +109,8 @@ class DualserveFastAPI(FastAPI):
                     child = {**scope, "app_root_path": scope.get("app_root_path", root), "root_path": root + prefix}
                     await app(child, receive, send)
                     return
+            if await self._endpoints.dispatch(scope, receive, send):
+                return
         await super().__call__(scope, receive, send)
 
 
@@ -229,11 +232,33 @@ async def to_request(scope: Scope, receive: Receive, service: Service) -> Reques
             return service.body_too_large()
         if not message.get("more_body", False):
             break
+    if declared.isdigit() and len(body) < int(declared):
+        # The body ended short of its Content-Length (as Starlette's test client and the a2wsgi
+        # mount in Flask deliver it): the Flask frontend's answer, not a run on half a body.
+        return service.body_incomplete()
     return _request(scope, headers, bytes(body))
 
 
 def _request(scope: Scope, headers: Headers | None = None, body: bytes = b"") -> Request:
-    return Request(scope["method"], headers or Headers(scope=scope), scope["query_string"], body, "starlette")
+    fields = _JoinedHeaders(headers or Headers(scope=scope))
+    return Request(scope["method"], fields, scope["query_string"], body, "starlette")
+
+
+class _JoinedHeaders:
+    """Request headers as the core reads them: repeated field lines joined with "," (RFC 9110
+    5.3), as WSGI servers and a2wsgi join them. Starlette's ``Headers.get`` answers the first
+    line alone, so two ``Range`` lines were a 206 here and a 200 on the Flask mount beside it."""
+
+    __slots__ = ("headers",)
+
+    def __init__(self, headers: Headers) -> None:
+        self.headers = headers
+
+    def get(self, key: str, /) -> str | None:
+        values = self.headers.getlist(key)
+        if not values:
+            return None
+        return values[0] if len(values) == 1 else ",".join(values)
 
 
 def to_response(reply: Reply) -> Response:

@@ -16,7 +16,7 @@ from typing import IO, Any
 import flask
 from flask import signals
 from werkzeug.datastructures import Headers
-from werkzeug.exceptions import HTTPException
+from werkzeug.exceptions import ClientDisconnected, HTTPException
 from werkzeug.http import HTTP_STATUS_CODES
 from werkzeug.routing import Rule
 from werkzeug.wsgi import ClosingIterator
@@ -192,8 +192,13 @@ def to_request(request: flask.Request, service: Service) -> Request | Reply:
         return service.body_too_large()
     # A chunked body has no length to check first: read one byte past the limit to know.
     body = bytearray()
-    while len(body) <= limit and (chunk := request.stream.read(min(65536, limit + 1 - len(body)))):
-        body += chunk
+    try:
+        while len(body) <= limit and (chunk := request.stream.read(min(65536, limit + 1 - len(body)))):
+            body += chunk
+    except ClientDisconnected:
+        # Werkzeug's own check of the same thing, where the server does not set
+        # wsgi.input_terminated (its dev server): the same JSON as below, not a bare "Bad Request".
+        return service.body_incomplete()
     if len(body) > limit:
         return service.body_too_large()
     if request.content_length is not None and len(body) < request.content_length:
