@@ -33,6 +33,7 @@ __all__ = ["CONTROLS", "negotiate"]
 
 JSON = "application/json"
 ZIP = "application/zip"
+ZIP_EPOCH = (1980, 1, 1, 0, 0, 0)
 #: Query parameters negotiation reads, unless run_api has parameters of these names.
 CONTROLS = frozenset({"format", "index"})
 _VARY = ("vary", "Accept")
@@ -137,9 +138,17 @@ def _zip(items: Sequence[BytesResult | ImageResult], query_format: str | None) -
     with zipfile.ZipFile(buffer, "w", compression=zipfile.ZIP_STORED) as archive:
         for index, item in enumerate(items):
             encoded = _encoded(item, query_format)
-            archive.writestr(_entry_name(index, encoded), encoded.body)
+            archive.writestr(_entry(_entry_name(index, encoded)), encoded.body)
             yield buffer.take()
     yield buffer.take()
+
+
+def _entry(name: str) -> zipfile.ZipInfo:
+    # A fixed time (zip's epoch, as wheels use), not the moment of writing: the same items make
+    # the same zip bytes on every frontend, whichever second each one answered in.
+    entry = zipfile.ZipInfo(name, date_time=ZIP_EPOCH)
+    entry.external_attr = 0o644 << 16  # rw-r--r-- for unzip, instead of no permissions at all
+    return entry
 
 
 def _entry_name(index: int, item: BytesResult) -> str:

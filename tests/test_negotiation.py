@@ -173,3 +173,10 @@ def test_negotiated_answers_keep_http_rules(client: httpx2.Client) -> None:
     assert png.headers["etag"] != webp.headers["etag"]
     partial = client.get("image/run?prompt=x", headers={"range": "bytes=0-7"})
     assert (partial.status_code, partial.content) == (206, png.content[:8])
+
+
+def test_zip_entries_have_a_fixed_time_so_the_same_items_give_the_same_bytes(client: httpx2.Client) -> None:
+    first = client.get("several/run").content
+    with zipfile.ZipFile(io.BytesIO(first)) as archive:
+        assert {info.date_time for info in archive.infolist()} == {(1980, 1, 1, 0, 0, 0)}
+        assert {info.external_attr >> 16 for info in archive.infolist()} == {0o644}
