@@ -16,7 +16,6 @@ import random
 import threading
 import time
 from collections import Counter
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -135,15 +134,6 @@ def load(bases: list[str], seconds: float, clients: int, seed: int) -> Tally:
     for thread in threads:
         thread.join()
     return tally
-
-
-def settle(condition: Callable[[], bool], seconds: float = 15.0) -> bool:
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        if condition():
-            return True
-        time.sleep(0.1)
-    return condition()
 
 
 def leftovers(directory: Path) -> list[str]:

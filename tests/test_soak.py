@@ -15,10 +15,12 @@ from pathlib import Path
 import pytest
 
 from .servers import MOUNTED, dualserve_command, running
-from .soak import PIPELINES, Sampler, Snapshot, leftovers, load, settle
+from .soak import PIPELINES, Sampler, Snapshot, leftovers, load
+from .test_real_servers import eventually
 
 SECONDS = float(os.environ.get("DUALSERVE_SOAK_SECONDS", "20"))
 WARM_UP_SECONDS = 5.0
+SETTLE_SECONDS = 15.0  # for connections to close and temp files to go once the clients stop
 CLIENTS = 8
 THREADS = "8"  # small pools fill during the warm-up, so later growth would be a leak
 #: Bounds on the growth after the warm-up, for the whole process tree (master and two workers).
@@ -44,14 +46,14 @@ def test_soak(server_name: str, tmp_path: Path) -> None:
         bases = [started.url, started.url + MOUNTED[server_name]]
         warm = load(bases, WARM_UP_SECONDS, CLIENTS, seed=1)
         assert not warm.errors, warm.errors[:5]
-        assert settle(lambda: not leftovers(scratch)), leftovers(scratch)
+        assert eventually(lambda: not leftovers(scratch), SETTLE_SECONDS), leftovers(scratch)
         before = Snapshot.of(started.process.pid)
 
         with Sampler(started.process.pid) as sampler:
             tally = load(bases, SECONDS, CLIENTS, seed=2)
 
-        assert settle(lambda: not leftovers(scratch)), leftovers(scratch)
-        assert settle(lambda: Snapshot.of(started.process.pid).fds <= before.fds + FD_SLACK)
+        assert eventually(lambda: not leftovers(scratch), SETTLE_SECONDS), leftovers(scratch)
+        assert eventually(lambda: Snapshot.of(started.process.pid).fds <= before.fds + FD_SLACK, SETTLE_SECONDS)
         after = Snapshot.of(started.process.pid)
         log = started.log()
     figures = {
