@@ -26,6 +26,7 @@ __all__ = [
     "StreamBody",
     "adiscard",
     "discard",
+    "discard_late",
     "error_reply",
     "for_method",
     "framework_error",
@@ -99,6 +100,22 @@ async def adiscard(reply: Reply) -> None:
         elif hasattr(chunks, "close"):
             await asyncio.to_thread(_call_logged, chunks.close)
     await reply.aclose(asyncio.to_thread)
+
+
+def discard_late(future: asyncio.Future[Any]) -> None:
+    """A done-callback for work whose requester stopped waiting (a timeout, a cancelled request):
+    a Reply it made after all is thrown away properly, so its cleanups still run (a stream slot
+    given back, a temp file deleted)."""
+    if future.cancelled() or future.exception() is not None:
+        return
+    late = future.result()
+    if isinstance(late, Reply):
+        task = asyncio.ensure_future(adiscard(late))
+        _DISCARDING.add(task)  # a reference, so the task is not collected before it runs
+        task.add_done_callback(_DISCARDING.discard)
+
+
+_DISCARDING: set[asyncio.Task[None]] = set()
 
 
 def json_reply(

@@ -13,7 +13,7 @@ import contextlib
 import contextvars
 import dataclasses
 import logging
-from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine
+from collections.abc import AsyncIterator, Awaitable, Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from concurrent.futures import TimeoutError as FutureTimeout
 from contextlib import AbstractContextManager
@@ -32,7 +32,7 @@ from .negotiation import negotiate
 from .openapi import build_document
 from .pages import asset, page
 from .pipelines import Pipeline, Registry
-from .replies import Reply, adiscard, discard, error_reply, for_method, json_reply
+from .replies import Reply, discard, discard_late, error_reply, for_method, json_reply
 from .requests import Request
 from .results import NativeResult, Result, StreamResult, encode_json, is_blocking, path_result, resolve
 from .streams import prime_async, prime_sync
@@ -223,15 +223,6 @@ class Service:
         return error_reply(500, detail)
 
 
-_BACKGROUND: set[asyncio.Task[None]] = set()
-
-
-def _background(coroutine: Coroutine[Any, Any, None]) -> None:
-    task = asyncio.ensure_future(coroutine)
-    _BACKGROUND.add(task)  # a reference, so the task is not collected before it runs
-    task.add_done_callback(_BACKGROUND.discard)
-
-
 def method_not_allowed(allowed: tuple[str, ...]) -> Reply:
     return error_reply(405, "Method Not Allowed", [("allow", ", ".join(allowed))])
 
@@ -275,11 +266,15 @@ class Call:
         if self.service.timeout is None:
             return await self.run_async(to_thread)
         task = asyncio.ensure_future(self.run_async(to_thread))
-        done, _ = await asyncio.wait({task}, timeout=self.service.timeout)
+        try:
+            done, _ = await asyncio.wait({task}, timeout=self.service.timeout)
+        except asyncio.CancelledError:  # the request was cancelled; the run goes on without it
+            task.add_done_callback(discard_late)
+            raise
         if task in done:
             return task.result()
         # The thread cannot be stopped; what it answers later is closed and thrown away.
-        task.add_done_callback(lambda late: _background(adiscard(late.result())))
+        task.add_done_callback(discard_late)
         logger.error("Pipeline %r did not answer within %g s", self.pipeline.name, self.service.timeout)
         return self.service.timed_out(self.request)
 

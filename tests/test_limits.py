@@ -7,6 +7,7 @@ frontends with one set of assertions; that a slot comes back when a client hangs
 
 from __future__ import annotations
 
+import asyncio
 import threading
 import time
 from collections.abc import Iterator
@@ -15,8 +16,12 @@ from pathlib import Path
 
 import httpx2
 import pytest
+from starlette.responses import JSONResponse
+from starlette.testclient import TestClient
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from dualserve import BasePipelineWrapper, Registry
+from dualserve.adapters import fastapi as fastapi_adapter
 from dualserve.cli import main
 from dualserve.service import Service
 
@@ -135,3 +140,33 @@ def test_threads_bound_the_sync_runs_at_once(server_name: str) -> None:
             peaks = [answer.json()["peak"] for answer in answers]
             # Six at once, two threads: runs overlap (so the pool is not one thread) but never beyond two.
             assert max(peaks) == 2, (base, peaks)
+
+
+class SlowFirstChunk(BasePipelineWrapper):
+    def run_api(self) -> Iterator[bytes]:
+        time.sleep(0.4)
+        yield b"late"
+
+
+class Deadline:
+    """A pure-ASGI request deadline, as services put in front of an app: it cancels the request."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        try:
+            await asyncio.wait_for(self.app(scope, receive, send), 0.1)
+        except asyncio.TimeoutError:
+            await JSONResponse({"detail": "deadline"}, 504)(scope, receive, send)
+
+
+@pytest.mark.parametrize("timeout", [None, 5.0])
+def test_a_cancelled_request_gives_its_stream_slot_back(timeout: float | None) -> None:
+    service = Service(Registry.from_wrappers({"slow": SlowFirstChunk()}), max_streams=1, timeout=timeout)
+    app = fastapi_adapter.create_app(service)
+    app.add_middleware(Deadline)
+    with TestClient(app) as client:
+        assert client.get("/slow/run").status_code == 504  # cancelled while its thread still runs
+        assert eventually(lambda: service.streams.in_use == 0)  # the late reply was discarded
+        assert client.get("/status").status_code == 200

@@ -31,7 +31,7 @@ from starlette.routing import Mount, Route
 from starlette.types import Message, Receive, Scope, Send
 
 from ..openapi import build_document
-from ..replies import FileBody, Reply, StreamBody, framework_error
+from ..replies import FileBody, Reply, StreamBody, discard_late, framework_error
 from ..requests import Request
 from ..service import Service
 
@@ -209,7 +209,13 @@ class _Endpoints:
         if self._executor is None:
             self._executor = ThreadPoolExecutor(self.service.threads, thread_name_prefix="dualserve")
         context = contextvars.copy_context()
-        return await asyncio.get_running_loop().run_in_executor(self._executor, context.run, function, *args)
+        future = asyncio.get_running_loop().run_in_executor(self._executor, context.run, function, *args)
+        try:
+            # Shielded: a running thread cannot be stopped, and the reply it makes must not be lost.
+            return await asyncio.shield(future)
+        except asyncio.CancelledError:  # the request was cancelled (a deadline middleware, shutdown)
+            future.add_done_callback(discard_late)
+            raise
 
 
 async def to_request(scope: Scope, receive: Receive, service: Service) -> Request | Reply | None:
