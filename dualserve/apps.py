@@ -68,4 +68,6 @@ def _service(pipelines: PipelinesSource, settings: Settings) -> Service:
         registry = Registry.from_directory(Path(pipelines))
     else:
         registry = Registry.from_wrappers(pipelines)
-    return Service(registry, **settings)
+    # None stands for the default, as the keywords were documented before there were defaults to name.
+    chosen: dict[str, Any] = {key: value for key, value in settings.items() if value is not None}
+    return Service(registry, **chosen)

@@ -43,7 +43,7 @@ __all__ = ["ASGIMount", "ClientDisconnected", "FileWrapper", "WSGIMount"]
 Message = dict[str, Any]
 
 
-class ClientDisconnected(OSError):
+class ClientDisconnected(ConnectionError):
     """The client went away; raised into the app that was still sending to it."""
 
 

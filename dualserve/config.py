@@ -29,7 +29,8 @@ MAX_STREAMS_ENV = "DUALSERVE_MAX_STREAMS"
 
 
 class Settings(TypedDict, total=False):
-    """The app factories' keyword settings; one left out takes :class:`~dualserve.service.Service`'s default.
+    """The app factories' keyword settings; one left out, or ``None``, takes the default of
+    :class:`~dualserve.service.Service`.
 
     ``debug``: name the exception in 500 answers. ``max_body_size``: the largest request body in
     bytes (64 MiB); larger ones get 413. ``timeout``: seconds a pipeline may take to answer; past
@@ -38,10 +39,10 @@ class Settings(TypedDict, total=False):
     """
 
     debug: bool
-    max_body_size: int
-    timeout: float
-    threads: int
-    max_streams: int
+    max_body_size: int | None
+    timeout: float | None
+    threads: int | None
+    max_streams: int | None
 
 
 def pipelines_dir() -> Path:

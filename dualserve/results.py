@@ -8,6 +8,7 @@ be sent. ``dualserve.http`` then turns a Result and a request into status, heade
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import io
 import os
@@ -193,6 +194,17 @@ def _resolve_media(media: Media, declared: tuple[str, ...]) -> Result:
         if not isinstance(content, (str, os.PathLike)):
             raise ResolveError("Media(root=...) needs a path or a file name as content.")
         content = safe_path(media.root, content)
+    try:
+        return _media_result(media, content, declared)
+    except Exception:
+        if media.delete_after and isinstance(content, os.PathLike):
+            # The file was handed over to be deleted; a file that cannot be served is deleted too.
+            with contextlib.suppress(OSError):
+                Path(content).unlink(missing_ok=True)
+        raise
+
+
+def _media_result(media: Media, content: Any, declared: tuple[str, ...]) -> Result:
     if isinstance(content, Media):
         raise ResolveError("Media(content=...) cannot be another Media.")
     if media.format is not None or media.quality is not None:
@@ -202,13 +214,7 @@ def _resolve_media(media: Media, declared: tuple[str, ...]) -> Result:
             raise ResolveError(f"Media(format={media.format!r}) is not one of png, jpeg, webp.")
         result: Result = _image(content, declared, media.format, media.quality)
     else:
-        try:
-            result = resolve(content, (media.media_type,) if media.media_type else declared)
-        except Exception:
-            if media.delete_after and isinstance(content, os.PathLike):
-                # The file was handed over to be deleted; a file that cannot be served is deleted too.
-                Path(content).unlink(missing_ok=True)
-            raise
+        result = resolve(content, (media.media_type,) if media.media_type else declared)
     if isinstance(result, NativeResult):
         raise ResolveError("Media(content=...) cannot wrap a framework Response; return the Response itself.")
     if media.delete_after and not isinstance(result, PathResult):

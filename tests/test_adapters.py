@@ -4,9 +4,11 @@ the Flask app answers its pipeline routes without Flask's dispatch only while th
 from __future__ import annotations
 
 import contextlib
+import errno
 import logging
 import wsgiref.validate
 from collections.abc import Callable, Iterable, Iterator
+from pathlib import Path
 from typing import Any
 
 import anyio
@@ -22,6 +24,8 @@ from dualserve.adapters import flask as flask_adapter
 from dualserve.adapters.fastapi import to_response
 from dualserve.replies import Reply, StreamBody
 from dualserve.service import Service
+
+from .wrappers import TempFileWrapper
 
 
 class SelfSendingStarletteResponse(Response):
@@ -239,3 +243,35 @@ def test_setup_after_a_direct_request_fails_as_after_any_request(service: Servic
     app.test_client().get("/bytes/run")
     with pytest.raises(AssertionError, match="already handled its first request"):
         app.add_url_rule("/late", "late", lambda: "late")
+
+
+def test_a_send_that_fails_for_another_reason_is_not_taken_for_a_client_that_left() -> None:
+    async def send(message: Message) -> None:
+        if message["type"] == "http.response.body":
+            raise OSError(errno.ENOSPC, "No space left on device")  # say, a logging middleware's disk
+
+    async def receive() -> Message:
+        await anyio.sleep_forever()
+        raise AssertionError
+
+    reply = Reply(200, [("content-type", "application/octet-stream")], b"whole")
+    with pytest.raises(OSError) as raised:
+        anyio.run(to_response(reply), {"type": "http", "method": "GET"}, receive, send)
+    assert raised.value.errno == errno.ENOSPC
+
+
+@pytest.mark.parametrize("hooked", [False, True], ids=["direct", "dispatched"])
+def test_a_file_that_cannot_be_opened_at_send_time_is_a_json_500_and_still_deleted(
+    hooked: bool, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def too_many_files(*args: object) -> None:
+        raise OSError(errno.EMFILE, "Too many open files")
+
+    app = flask_app({"temp_file": TempFileWrapper()})
+    if hooked:
+        app.before_request(lambda: None)
+    monkeypatch.setattr(flask_adapter._RangeFile, "__init__", too_many_files)
+    response = app.test_client().get("/temp_file/run", query_string={"directory": str(tmp_path)})
+    assert response.status_code == 500
+    assert response.get_json() == {"detail": "Internal Server Error"}
+    assert list(tmp_path.iterdir()) == []

@@ -20,7 +20,7 @@ from starlette.responses import JSONResponse
 from starlette.testclient import TestClient
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from dualserve import BasePipelineWrapper, Registry
+from dualserve import BasePipelineWrapper, Registry, flask_app
 from dualserve.adapters import fastapi as fastapi_adapter
 from dualserve.cli import main
 from dualserve.service import Service
@@ -84,6 +84,9 @@ def test_a_stream_over_the_cap_is_503_before_its_generator_runs(
 def test_the_cap_and_thread_settings_are_checked() -> None:
     with pytest.raises(ValueError):
         Service(Registry.from_wrappers({}), max_streams=0)
+    # None stands for the default, as before the settings had names.
+    app = flask_app({"plain": Plain()}, max_body_size=None, timeout=None, threads=None, max_streams=None)
+    assert app.test_client().get("/plain/run").data == b"not a stream"
     for flags in (["--max-streams", "0"], ["--threads", "0"], ["--server", "flask", "--threads", "4"]):
         with pytest.raises(SystemExit) as exited:
             main(["run", "--pipelines-dir", str(PIPELINES), *flags])

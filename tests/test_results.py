@@ -253,3 +253,20 @@ def test_head_drops_body_and_closes_stream() -> None:
     assert reply.body == b""
     reply.close()
     assert closed == [True]
+
+
+@pytest.mark.parametrize(
+    "options", [{"format": "png"}, {"headers": {"Content-Type": "text/plain"}}], ids=["format-on-a-file", "reserved"]
+)
+def test_a_handed_over_file_that_cannot_be_served_is_deleted(tmp_path: Path, options: dict[str, Any]) -> None:
+    path = tmp_path / "out.bin"
+    path.write_bytes(b"data")
+    with pytest.raises(ResolveError):
+        resolve(Media(path, delete_after=True, **options))
+    assert not path.exists()
+
+
+def test_a_handed_over_directory_keeps_the_real_error(tmp_path: Path) -> None:
+    with pytest.raises(ResolveError, match="not a regular file"):
+        resolve(Media(tmp_path, delete_after=True))
+    assert tmp_path.is_dir()

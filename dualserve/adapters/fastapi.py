@@ -331,7 +331,11 @@ def _raising_gone(send: Send) -> Send:
         try:
             await send(message)
         except OSError as exc:
-            raise _ClientGone from exc
+            # A closed connection (a reset, a broken pipe, or a server's bare "disconnected" error);
+            # an OSError with another errno (a full disk in some middleware) is a real failure.
+            if isinstance(exc, ConnectionError) or exc.errno is None:
+                raise _ClientGone from exc
+            raise
 
     return guarded
 

@@ -245,7 +245,11 @@ def to_response(reply: Reply) -> flask.Response:
             response.call_on_close(reply.close)
     elif isinstance(body, FileBody):
         # Direct passthrough skips call_on_close, so the file itself runs the cleanups when closed.
-        file = _file_iterable(body, reply.close, flask.request.environ)
+        try:
+            file = _file_iterable(body, reply.close, flask.request.environ)
+        except OSError:
+            reply.close()  # the cleanups (a temp file) still run; the error handler answers JSON
+            raise
         response = _Response(file, reply.status_code, headers, direct_passthrough=True)
     else:
         assert isinstance(body, StreamBody)
@@ -260,14 +264,21 @@ def _send(reply: Reply, environ: WSGIEnviron, start_response: Any) -> Iterable[b
         native: Iterable[bytes] = reply.native(environ, start_response)
         return native
     status = reply.status_code
-    start_response(_status_line(status), reply.headers)
     body = reply.body
     if environ["REQUEST_METHOD"] == "HEAD" or 100 <= status < 200 or status in (204, 304):
         # No body, as Werkzeug sends none. The core left it empty already (Media refuses 1xx and
         # 204); discard() would close a stream or file all the same.
+        start_response(_status_line(status), reply.headers)
         return ClosingIterator((), functools.partial(discard, reply))
     if isinstance(body, FileBody):
-        return _file_iterable(body, reply.close, environ)
+        try:  # opened before the status line goes out, so a failure can still be a JSON 500
+            file = _file_iterable(body, reply.close, environ)
+        except OSError as exc:
+            reply.close()
+            return _send(_failure(exc, environ["REQUEST_METHOD"]), environ, start_response)
+        start_response(_status_line(status), reply.headers)
+        return file
+    start_response(_status_line(status), reply.headers)
     if isinstance(body, StreamBody):
         return _closing(body.chunks, reply.close)
     return ClosingIterator((body,), reply.close) if reply.cleanups else (body,)
