@@ -148,15 +148,17 @@ def _wsgi_answer(app: Any, method: str, url: str, headers: dict[str, str]) -> tu
 
 @pytest.fixture
 def dispatch_calls(monkeypatch: pytest.MonkeyPatch) -> list[str]:
-    """The paths Flask's own dispatch handled."""
+    """The paths Flask's own dispatch handled (counted where it matches the URL: a wrapped Flask
+    method would itself send every request through the dispatch)."""
     calls: list[str] = []
-    dispatch = flask.Flask.full_dispatch_request
+    match = flask.ctx.RequestContext.match_request
 
-    def counted(app: flask.Flask) -> flask.Response:
-        calls.append(flask.request.path)
-        return dispatch(app)
+    def counted(context: flask.ctx.RequestContext) -> None:
+        if context.request.path != "/":  # not the bare context a wrapper importing Flask runs in
+            calls.append(context.request.path)
+        match(context)
 
-    monkeypatch.setattr(flask.Flask, "full_dispatch_request", counted)
+    monkeypatch.setattr(flask.ctx.RequestContext, "match_request", counted)
     return calls
 
 
@@ -275,3 +277,49 @@ def test_a_file_that_cannot_be_opened_at_send_time_is_a_json_500_and_still_delet
     assert response.status_code == 500
     assert response.get_json() == {"detail": "Internal Server Error"}
     assert list(tmp_path.iterdir()) == []
+
+
+def _config_value() -> dict[str, object]:
+    """A helper in another module that reads the Flask app, as migrated code often does."""
+    flask.g.seen = True
+    return {"greeting": flask.current_app.config["GREETING"], "seen": flask.g.seen}
+
+
+# Defined as if in a module that does not import Flask itself (tests.wrappers does not), so
+# the service gives it no request context of its own: what it sees is the adapter's.
+ConfigWrapper = type(
+    "ConfigWrapper",
+    (BasePipelineWrapper,),
+    {"run_api": lambda self: _config_value(), "__module__": "tests.wrappers"},
+)
+
+
+@pytest.mark.parametrize("hooked", [False, True], ids=["direct", "dispatched"])
+def test_code_a_wrapper_calls_has_the_flask_app_context(hooked: bool) -> None:
+    app = flask_app({"config": ConfigWrapper()})
+    app.config["GREETING"] = "hello"
+    if hooked:
+        app.before_request(lambda: None)
+    for method in ("get", "post"):
+        response = getattr(app.test_client(), method)("/config/run", json={} if method == "post" else None)
+        assert response.get_json() == {"greeting": "hello", "seen": True}, method
+
+
+# (An instance's own wsgi_app is middleware, which sees every request already: tested above.)
+@pytest.mark.parametrize(
+    ("where", "method"), [("class", "wsgi_app"), ("class", "full_dispatch_request"), ("instance", "process_response")]
+)
+def test_a_tracer_that_wraps_flask_sees_every_request(where: str, method: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Tracers (ddtrace, for one) wrap Flask's methods on the class: those requests are dispatched."""
+    app = flask_app({"config": ConfigWrapper()})
+    app.config["GREETING"] = "hello"
+    seen: list[str] = []
+    original = getattr(flask.Flask, method) if where == "class" else getattr(app, method)
+
+    def traced(*args: Any, **kwargs: Any) -> Any:
+        seen.append(method)
+        return original(*args, **kwargs)
+
+    monkeypatch.setattr(flask.Flask if where == "class" else app, method, traced)
+    assert app.test_client().get("/config/run").get_json() == {"greeting": "hello", "seen": True}
+    assert seen == [method]

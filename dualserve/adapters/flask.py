@@ -79,7 +79,12 @@ class DualserveFlask(flask.Flask):
         self._got_first_request = True
         service: Service = self.extensions["dualserve"]
         try:
-            reply = _run(service, route[0], _without_body(environ))
+            # The run has the app context (current_app, g), as in a dispatched request: code the
+            # wrapper calls may use them. A request context would cost what skipping Flask saves
+            # (URL matching, the session); a wrapper that imports Flask gets the service's bare
+            # request context, the same on every frontend.
+            with self.app_context():
+                reply = _run(service, route[0], _without_body(environ))
         except Exception as exc:
             # No body is read here, so no Werkzeug HTTPException: the app's Exception handler's answer.
             reply = _failure(exc, method)
@@ -113,7 +118,9 @@ class DualserveFlask(flask.Flask):
             return False
         if config["SERVER_NAME"] or config["TRUSTED_HOSTS"] is not None or self.url_map.host_matching:
             return False
-        return "werkzeug.debug.preserve_context" not in environ
+        if "werkzeug.debug.preserve_context" in environ:
+            return False
+        return _flask_as_shipped(self)
 
 
 # Flask sends these around each request it dispatches; a receiver means someone listens for ours.
@@ -373,3 +380,29 @@ def _failure(exc: Exception, method: str) -> Reply:
 
 
 _OWN_HANDLERS = frozenset({_http_exception, _unexpected})
+
+# Flask's methods that a dispatched request goes through, as Flask ships them. A tracer that wraps
+# them on the class (ddtrace wraps Flask.wsgi_app and its friends) or a subclass or instance that
+# replaces one expects to see every request: then every request is dispatched.
+_DISPATCH_METHODS = (
+    "full_dispatch_request",
+    "dispatch_request",
+    "preprocess_request",
+    "process_response",
+    "finalize_request",
+    "make_response",
+    "handle_user_exception",
+    "handle_exception",
+    "do_teardown_request",
+    "do_teardown_appcontext",
+    "request_context",
+    "app_context",
+)
+_SHIPPED = {name: getattr(flask.Flask, name) for name in (*_DISPATCH_METHODS, "wsgi_app")}
+
+
+def _flask_as_shipped(app: DualserveFlask) -> bool:
+    if flask.Flask.wsgi_app is not _SHIPPED["wsgi_app"]:
+        return False
+    cls = type(app)
+    return not any(getattr(cls, name) is not _SHIPPED[name] or name in app.__dict__ for name in _DISPATCH_METHODS)
