@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncGenerator, AsyncIterator, Generator, Iterator
 from typing import Any
 
 from .exceptions import ResolveError
@@ -28,7 +28,7 @@ def prime_sync(result: StreamResult, label: str = "a stream") -> StreamResult:
     except BaseException:
         _close(chunks)
         raise
-    return dataclasses.replace(result, chunks=_encoded(head, chunks, label), media_type=_stream_type(result, first))
+    return dataclasses.replace(result, chunks=_Primed(head, chunks, label), media_type=_stream_type(result, first))
 
 
 async def prime_async(result: StreamResult, label: str = "a stream") -> StreamResult:
@@ -43,7 +43,45 @@ async def prime_async(result: StreamResult, label: str = "a stream") -> StreamRe
         if aclose is not None:
             await aclose()
         raise
-    return dataclasses.replace(result, chunks=_aencoded(head, chunks, label), media_type=_stream_type(result, first))
+    return dataclasses.replace(result, chunks=_APrimed(head, chunks, label), media_type=_stream_type(result, first))
+
+
+class _Primed(Iterator[bytes]):
+    """A primed stream's checked chunks. Closing it closes the wrapper's iterator even when no
+    chunk was taken (a HEAD, a late reply thrown away): the wrapper's generator is then suspended
+    after its first chunk, and its ``finally`` must not wait for the garbage collector."""
+
+    def __init__(self, head: bytes, rest: Iterator[Any], label: str) -> None:
+        self._chunks = _encoded(head, rest, label)
+        self._rest = rest
+
+    def __next__(self) -> bytes:
+        return next(self._chunks)
+
+    def close(self) -> None:
+        try:
+            self._chunks.close()
+        finally:
+            _close(self._rest)
+
+
+class _APrimed(AsyncIterator[bytes]):
+    """:class:`_Primed` for an async stream."""
+
+    def __init__(self, head: bytes, rest: AsyncIterator[Any], label: str) -> None:
+        self._chunks = _aencoded(head, rest, label)
+        self._rest = rest
+
+    async def __anext__(self) -> bytes:
+        return await anext(self._chunks)
+
+    async def aclose(self) -> None:
+        try:
+            await self._chunks.aclose()
+        finally:
+            aclose = getattr(self._rest, "aclose", None)
+            if aclose is not None:
+                await aclose()
 
 
 _END = object()
@@ -61,7 +99,7 @@ def _stream_type(result: StreamResult, first: Any) -> str:
     return TEXT_PLAIN if isinstance(first, str) else OCTET_STREAM
 
 
-def _encoded(head: bytes, rest: Iterator[Any], label: str) -> Iterator[bytes]:
+def _encoded(head: bytes, rest: Iterator[Any], label: str) -> Generator[bytes, None, None]:
     sent = len(head)
     try:
         yield from _nonempty(head)
@@ -76,7 +114,7 @@ def _encoded(head: bytes, rest: Iterator[Any], label: str) -> Iterator[bytes]:
         _close(rest)
 
 
-async def _aencoded(head: bytes, rest: AsyncIterator[Any], label: str) -> AsyncIterator[bytes]:
+async def _aencoded(head: bytes, rest: AsyncIterator[Any], label: str) -> AsyncGenerator[bytes, None]:
     sent = len(head)
     try:
         for encoded in _nonempty(head):

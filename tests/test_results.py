@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
 import io
 import struct
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -26,6 +27,7 @@ from dualserve.results import (
     resolve,
 )
 from dualserve.sniff import guess_from_bytes, guess_from_name
+from dualserve.streams import prime_async, prime_sync
 
 from .wrappers import DATA, png_bytes
 
@@ -270,3 +272,36 @@ def test_a_handed_over_directory_keeps_the_real_error(tmp_path: Path) -> None:
     with pytest.raises(ResolveError, match="not a regular file"):
         resolve(Media(tmp_path, delete_after=True))
     assert tmp_path.is_dir()
+
+
+def test_closing_a_primed_stream_before_its_first_chunk_closes_the_wrappers_generator() -> None:
+    closed: list[str] = []
+
+    def chunks() -> Iterator[bytes]:
+        try:
+            yield b"first"
+            yield b"second"
+        finally:
+            closed.append("sync")
+
+    async def achunks() -> AsyncIterator[bytes]:
+        try:
+            yield b"first"
+            yield b"second"
+        finally:
+            closed.append("async")
+
+    generator = chunks()  # still referenced, as a wrapper's object or a traceback may hold it
+    primed = prime_sync(StreamResult(chunks=generator, media_type=None))
+    assert isinstance(primed.chunks, Iterator)
+    primed.chunks.close()  # type: ignore[attr-defined]  # a HEAD answer: nothing taken, the generator waits after its first chunk
+    assert closed == ["sync"]
+
+    async def head_of_async() -> None:
+        generator = achunks()
+        primed = await prime_async(StreamResult(chunks=generator, media_type=None))
+        assert isinstance(primed.chunks, AsyncIterator)
+        await primed.chunks.aclose()  # type: ignore[attr-defined]
+
+    asyncio.run(head_of_async())
+    assert closed == ["sync", "async"]
