@@ -1,4 +1,4 @@
-"""Start ``dualserve run`` as a real process on loopback, and stop it."""
+"""Start ``dualserve run`` as a real process on loopback, watch its memory, and stop it."""
 
 from __future__ import annotations
 
@@ -8,6 +8,7 @@ import socket
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -15,6 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import httpx2
+import psutil
 
 # The console script installed beside this interpreter: the command a user runs.
 DUALSERVE = str(Path(sys.executable).with_name("dualserve"))
@@ -107,3 +109,32 @@ def _wait_until_ready(process: subprocess.Popen[str], url: str, log_path: Path) 
         except httpx2.TransportError:
             time.sleep(0.1)
     raise RuntimeError(f"the server did not answer {url} within 30 s")
+
+
+def tree_rss(pid: int) -> int:
+    """The resident memory of process ``pid`` and all its children (the workers), in bytes."""
+    root = psutil.Process(pid)
+    return sum(process.memory_info().rss for process in [root, *root.children(recursive=True)])
+
+
+class Sampler:
+    """A server's resident memory (its whole process tree) every ``interval`` seconds, while in use."""
+
+    def __init__(self, pid: int, interval: float = 1.0) -> None:
+        self.pid = pid
+        self.interval = interval
+        self.rss: list[int] = [tree_rss(pid)]
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._sample)
+
+    def _sample(self) -> None:
+        while not self._stop.wait(self.interval):
+            self.rss.append(tree_rss(self.pid))
+
+    def __enter__(self) -> Sampler:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self._stop.set()
+        self._thread.join()

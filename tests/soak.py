@@ -138,25 +138,3 @@ def load(bases: list[str], seconds: float, clients: int, seed: int) -> Tally:
 
 def leftovers(directory: Path) -> list[str]:
     return sorted(os.listdir(directory))
-
-
-class Sampler:
-    """The process tree's resident memory once a second, while the load runs."""
-
-    def __init__(self, pid: int) -> None:
-        self.pid = pid
-        self.rss: list[int] = []
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._sample)
-
-    def _sample(self) -> None:
-        while not self._stop.wait(1.0):
-            self.rss.append(Snapshot.of(self.pid).rss)
-
-    def __enter__(self) -> Sampler:
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc_info: object) -> None:
-        self._stop.set()
-        self._thread.join()

@@ -6,8 +6,6 @@ import asyncio
 import hashlib
 import io
 import subprocess
-import threading
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -17,7 +15,7 @@ from PIL import Image
 
 from dualserve.client import AsyncClient, Client, ServerError
 
-from .servers import DUALSERVE, dualserve_command, running
+from .servers import DUALSERVE, Sampler, dualserve_command, running
 
 PIPELINES = Path(__file__).parent / "pipelines"
 
@@ -135,41 +133,22 @@ def test_cli_call_prints_json_and_reports_errors(url: str) -> None:
     assert b"422" in bad.stderr and b"width" in bad.stderr
 
 
-def rss_kb(pid: int) -> int:
-    status = Path(f"/proc/{pid}/status").read_text()
-    return int(next(line.split()[1] for line in status.splitlines() if line.startswith("VmRSS:")))
-
-
 def test_forward_relays_200_mb_with_flat_memory(url: str, server: tuple[str, int]) -> None:
     base, pid = server
     upstream = f"{base}/big_stream/run?megabytes=200"
-    before = rss_kb(pid)
-    peak = before
-    done = threading.Event()
-
-    def watch() -> None:
-        nonlocal peak
-        while not done.is_set():
-            peak = max(peak, rss_kb(pid))
-            time.sleep(0.02)
-
-    watcher = threading.Thread(target=watch)
-    watcher.start()
     digest = hashlib.sha256()
     size = 0
-    try:
+    with Sampler(pid, interval=0.02) as memory:
         with httpx2.stream("GET", f"{url}/relay/run", params={"url": upstream}, timeout=120) as response:
             assert response.status_code == 200
             assert response.headers["content-type"] == "application/octet-stream"
             for chunk in response.iter_raw():
                 digest.update(chunk)
                 size += len(chunk)
-    finally:
-        done.set()
-        watcher.join()
+    before, peak = memory.rss[0], max(memory.rss)
     expected = hashlib.sha256((bytes(range(256)) * 256) * (200 * 16)).hexdigest()
     assert (size, digest.hexdigest()) == (200 * 1024 * 1024, expected)
-    assert (peak - before) / 1024 < 64, f"the server grew by {(peak - before) / 1024:.0f} MB while relaying"
+    assert (peak - before) / 2**20 < 64, f"the server grew by {(peak - before) / 2**20:.0f} MB while relaying"
 
 
 def test_forward_upstream_error_is_502(url: str, server: tuple[str, int]) -> None:

@@ -51,14 +51,13 @@ def test_migrated_app_answers_as_the_legacy_one(legacy: str, strangler: str) -> 
     assert_parity(legacy, strangler, CASES)
 
 
+def parity_cli(a: str, b: str) -> subprocess.CompletedProcess[str]:
+    command = [DUALSERVE, "parity", "--a", a, "--b", b, "--cases", str(MIGRATION / "cases.json")]
+    return subprocess.run(command, capture_output=True, text=True, timeout=60, check=False)
+
+
 def test_parity_cli(legacy: str, strangler: str) -> None:
-    completed = subprocess.run(
-        [DUALSERVE, "parity", "--a", legacy, "--b", strangler, "--cases", str(MIGRATION / "cases.json")],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
+    completed = parity_cli(legacy, strangler)
     assert completed.returncode == 0, completed.stdout
     assert f"{len(CASES)} cases, 0 differences" in completed.stderr
 
@@ -68,14 +67,7 @@ def test_parity_catches_the_streaming_response_port(legacy: str, twin: str) -> N
     assert any("GET /cat.png: content-length '" in line and "!= None" in line for line in differences)
     assert any(line.startswith("HEAD /cat.png: status 200 != 405") for line in differences)
     assert any("GET /report: content-disposition" in line for line in differences)
-    completed = subprocess.run(
-        [DUALSERVE, "parity", "--a", legacy, "--b", twin, "--cases", str(MIGRATION / "cases.json")],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
-    assert completed.returncode == 1
+    assert parity_cli(legacy, twin).returncode == 1
 
 
 def test_unmigrated_paths_fall_through_to_flask(strangler: str) -> None:

@@ -14,8 +14,8 @@ from pathlib import Path
 
 import pytest
 
-from .servers import MOUNTED, dualserve_command, running
-from .soak import PIPELINES, Sampler, Snapshot, leftovers, load
+from .servers import MOUNTED, Sampler, dualserve_command, running
+from .soak import PIPELINES, Snapshot, leftovers, load
 from .test_real_servers import eventually
 
 SECONDS = float(os.environ.get("DUALSERVE_SOAK_SECONDS", "20"))

@@ -252,11 +252,7 @@ def to_response(reply: Reply) -> flask.Response:
             response.call_on_close(reply.close)
     elif isinstance(body, FileBody):
         # Direct passthrough skips call_on_close, so the file itself runs the cleanups when closed.
-        try:
-            file = _file_iterable(body, reply.close, flask.request.environ)
-        except OSError:
-            reply.close()  # the cleanups (a temp file) still run; the error handler answers JSON
-            raise
+        file = _file_iterable(body, reply.close, flask.request.environ)  # may raise: the handler's JSON 500
         response = _Response(file, reply.status_code, headers, direct_passthrough=True)
     else:
         assert isinstance(body, StreamBody)
@@ -281,7 +277,6 @@ def _send(reply: Reply, environ: WSGIEnviron, start_response: Any) -> Iterable[b
         try:  # opened before the status line goes out, so a failure can still be a JSON 500
             file = _file_iterable(body, reply.close, environ)
         except OSError as exc:
-            reply.close()
             return _send(_failure(exc, environ["REQUEST_METHOD"]), environ, start_response)
         start_response(_status_line(status), reply.headers)
         return file
@@ -298,7 +293,11 @@ def _status_line(status_code: int) -> str:
 
 
 def _file_iterable(body: FileBody, on_close: Callable[[], None], environ: WSGIEnviron) -> Iterable[bytes]:
-    file = _RangeFile(body, on_close)
+    try:
+        file = _RangeFile(body, on_close)
+    except OSError:
+        on_close()  # a file that cannot be opened now: its cleanups (a temp file) still run
+        raise
     wrapper = environ.get("wsgi.file_wrapper")
     if wrapper is not None:
         # The server's file wrapper (gunicorn: sendfile from the current offset, for
