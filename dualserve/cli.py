@@ -54,6 +54,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     for flag, value, name in (
         ("--threads", options.threads, config.THREADS_ENV),
         ("--max-streams", options.max_streams, config.MAX_STREAMS_ENV),
+        ("--max-image-pixels", options.max_image_pixels, config.MAX_IMAGE_PIXELS_ENV),
     ):
         if value is not None:
             if value < 1:
@@ -62,7 +63,33 @@ def main(argv: Sequence[str] | None = None) -> int:
     if options.server == "flask" and options.threads is not None:
         parser.error("--server flask starts a thread per request and cannot cap them; use uvicorn or gunicorn")
     logging.basicConfig(level=options.log_level.upper(), format="%(levelname)s:%(name)s: %(message)s")
+    _limit_malloc_arenas()
     return {"uvicorn": _uvicorn, "gunicorn": _gunicorn, "flask": _flask}[options.server](options)
+
+
+def _limit_malloc_arenas() -> None:
+    """Set ``MALLOC_ARENA_MAX=2`` unless the environment chose a value.
+
+    glibc gives every thread that allocates an arena of its own and keeps what is freed in it:
+    twelve 9400 x 9400 uploads took a server from 1.2 to 4.3 GB, where two arenas kept it at
+    73 MB. The variable reaches processes the server starts (uvicorn's workers); this process,
+    already running, gets the same bound from ``mallopt``, before its server starts any thread.
+    """
+    if "MALLOC_ARENA_MAX" in os.environ:
+        return
+    os.environ["MALLOC_ARENA_MAX"] = "2"
+    if sys.platform.startswith("linux"):
+        import ctypes
+        import ctypes.util
+
+        try:
+            libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
+            libc.mallopt(_M_ARENA_MAX, 2)
+        except (OSError, AttributeError):
+            pass  # not glibc (musl has no arenas to bound)
+
+
+_M_ARENA_MAX = -8  # from glibc's malloc.h
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -101,6 +128,13 @@ def _parser() -> argparse.ArgumentParser:
         default=None,
         metavar="N",
         help="streams sent at once per worker; one more answers 503 with Retry-After (default: no limit)",
+    )
+    run.add_argument(
+        "--max-image-pixels",
+        type=int,
+        default=None,
+        metavar="N",
+        help="largest image Pillow decodes or a pipeline returns; an upload over it answers 413 (default 64000000)",
     )
     run.add_argument(
         "--graceful-timeout",
@@ -208,6 +242,8 @@ def _uvicorn(options: argparse.Namespace) -> int:
         workers=options.workers,
         log_level=options.log_level,
         timeout_graceful_shutdown=options.graceful_timeout,
+        # A bounded request head and JSON errors; httptools, which uvicorn's "auto" picks, has neither.
+        http="dualserve.uvicorn_protocol:BoundedHttpToolsProtocol",
     )
     return 0
 
@@ -246,7 +282,8 @@ def _gunicorn(options: argparse.Namespace) -> int:
 def _flask(options: argparse.Namespace) -> int:
     from werkzeug.serving import run_simple
 
+    from .dev_server import JSONErrorRequestHandler
     from .wsgi import create_app
 
-    run_simple(options.host, options.port, create_app(), threaded=True)
+    run_simple(options.host, options.port, create_app(), threaded=True, request_handler=JSONErrorRequestHandler)
     return 0

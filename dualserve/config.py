@@ -11,6 +11,7 @@ from .exceptions import LoadError
 __all__ = [
     "DEBUG_ENV",
     "MAX_BODY_SIZE_ENV",
+    "MAX_IMAGE_PIXELS_ENV",
     "MAX_STREAMS_ENV",
     "PIPELINES_DIR_ENV",
     "THREADS_ENV",
@@ -26,6 +27,7 @@ MAX_BODY_SIZE_ENV = "DUALSERVE_MAX_BODY_SIZE"
 TIMEOUT_ENV = "DUALSERVE_TIMEOUT"
 THREADS_ENV = "DUALSERVE_THREADS"
 MAX_STREAMS_ENV = "DUALSERVE_MAX_STREAMS"
+MAX_IMAGE_PIXELS_ENV = "DUALSERVE_MAX_IMAGE_PIXELS"
 
 
 class Settings(TypedDict, total=False):
@@ -36,6 +38,8 @@ class Settings(TypedDict, total=False):
     bytes (64 MiB); larger ones get 413. ``timeout``: seconds a pipeline may take to answer; past
     it, 504 (no limit). ``threads``: sync pipeline runs at once per process, and the Flask mount's
     threads (64). ``max_streams``: streams sent at once per process; one more gets 503 (no limit).
+    ``max_image_pixels``: the largest image Pillow decodes or a pipeline returns (64 megapixels);
+    an upload over it gets 413.
     """
 
     debug: bool
@@ -43,6 +47,7 @@ class Settings(TypedDict, total=False):
     timeout: float | None
     threads: int | None
     max_streams: int | None
+    max_image_pixels: int | None
 
 
 def pipelines_dir() -> Path:
@@ -57,7 +62,12 @@ def settings() -> Settings:
     found = Settings()
     if os.environ.get(DEBUG_ENV, "").lower() in ("1", "true", "yes", "on"):
         found["debug"] = True
-    for key, name in (("max_body_size", MAX_BODY_SIZE_ENV), ("threads", THREADS_ENV), ("max_streams", MAX_STREAMS_ENV)):
+    for key, name in (
+        ("max_body_size", MAX_BODY_SIZE_ENV),
+        ("threads", THREADS_ENV),
+        ("max_streams", MAX_STREAMS_ENV),
+        ("max_image_pixels", MAX_IMAGE_PIXELS_ENV),
+    ):
         value = os.environ.get(name)
         if value:
             if not value.isdigit():

@@ -105,9 +105,10 @@ def _headers(result: Result, size: int | None = None) -> list[tuple[str, str]]:
         headers.append(("cache-control", "no-cache" if result.max_age is None else f"public, max-age={result.max_age}"))
     if result.filename is not None:
         headers.append(("content-disposition", content_disposition(result.disposition, result.filename)))
+    # A browser must not guess another type than the one sent (an upload echoed as HTML, a
+    # JSON answer that repeats what a client sent) ...
+    headers.append(("x-content-type-options", "nosniff"))
     if result.is_media:
-        # A browser must not guess another type than the one sent (an upload echoed as HTML) ...
-        headers.append(("x-content-type-options", "nosniff"))
         # ... and an SVG or HTML result shown inline must not run script in the API's origin,
         # unless the wrapper sets its own policy.
         base = (result.media_type or "").split(";", 1)[0].strip().lower()

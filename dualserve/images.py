@@ -10,7 +10,19 @@ import io
 import sys
 from typing import Any
 
-__all__ = ["FORMATS", "PNG_COMPRESS_LEVEL", "QUALITY", "check_image", "encode_image", "format_for", "is_image"]
+__all__ = [
+    "DEFAULT_MAX_IMAGE_PIXELS",
+    "FORMATS",
+    "PNG_COMPRESS_LEVEL",
+    "QUALITY",
+    "bomb_detail",
+    "check_image",
+    "encode_image",
+    "format_for",
+    "is_bomb",
+    "is_image",
+    "limit_pixels",
+]
 
 #: Output formats by name, with their media type and Pillow's format name.
 FORMATS = {
@@ -24,6 +36,38 @@ FORMATS = {
 PNG_COMPRESS_LEVEL = 6
 #: Quality for JPEG and WebP when ``Media(quality=...)`` is not given.
 QUALITY = 90
+#: 64 megapixels (8000 x 8000): more than any camera's photo; decoded as RGBA, 256 MB.
+DEFAULT_MAX_IMAGE_PIXELS = 64_000_000
+
+_max_pixels = DEFAULT_MAX_IMAGE_PIXELS
+
+
+def limit_pixels(max_pixels: int) -> None:
+    """Bound the images this process decodes (uploads opened with Pillow) and serves.
+
+    Pillow's own bound is per process, so this one is too. Pillow only warns between its limit and
+    twice that; the warning is made an error, so a 13000 x 13000 PNG of 657 KB (2 GB once decoded)
+    is refused when it is opened, before a byte of it is decoded.
+    """
+    import warnings
+
+    from PIL import Image
+
+    global _max_pixels
+    _max_pixels = max_pixels
+    Image.MAX_IMAGE_PIXELS = max_pixels
+    warnings.filterwarnings("error", category=Image.DecompressionBombWarning)
+
+
+def is_bomb(exc: BaseException) -> bool:
+    """Whether ``exc`` is Pillow refusing an image over the pixel limit (an upload, or text drawn
+    into a bitmap that would be too large)."""
+    pil = sys.modules.get("PIL.Image")
+    return pil is not None and isinstance(exc, (pil.DecompressionBombError, pil.DecompressionBombWarning))
+
+
+def bomb_detail() -> str:
+    return f"The image is larger than the limit of {_max_pixels} pixels."
 
 
 def is_image(value: Any) -> bool:
@@ -63,7 +107,11 @@ def encode_image(value: Any, format: str = "png", quality: int | None = None) ->
 
 
 def check_image(value: Any) -> None:
-    """Raise ``TypeError`` for an array that cannot be an image, before any header is decided."""
+    """Raise ``TypeError`` for an array that cannot be an image, or an image over the pixel limit,
+    before any header is decided."""
+    width, height = value.size if hasattr(value, "getbands") else (value.shape[1], value.shape[0])
+    if width * height > _max_pixels:
+        raise TypeError(f"The result image is {width}x{height} pixels, over the limit of {_max_pixels}.")
     if sys.modules.get("numpy") is not None and not hasattr(value, "getbands"):
         if value.dtype.name != "uint8":
             raise TypeError(f"Only uint8 arrays can be served as images, not {value.dtype.name}.")

@@ -10,7 +10,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-__all__ = ["Media", "safe_filename"]
+__all__ = ["MAX_FILENAME_LENGTH", "Media", "safe_filename"]
 
 
 @dataclass(frozen=True)
@@ -78,9 +78,26 @@ class Media:
 
 
 def safe_filename(name: str) -> str:
-    """``name`` as a download may be called: control characters and path separators become ``_``,
-    surrounding spaces go, and a name of dots alone (``..``) or of nothing becomes ``download``."""
+    """``name`` as a download may be called: control characters and path separators become ``_``;
+    bidi and other invisible format characters and line separators are dropped; surrounding spaces
+    go; a name of dots alone (``..``) or of nothing becomes ``download``; a name longer than
+    :data:`MAX_FILENAME_LENGTH` characters is cut, its extension kept."""
     # All of Unicode's control characters (C1's NEL too, not only ASCII's), and a bare "." or
-    # "..", which a client joining the name to a folder would take for a folder.
-    safe = "".join("_" if ch in "/\\" or unicodedata.category(ch) == "Cc" else ch for ch in name).strip()
+    # "..", which a client joining the name to a folder would take for a folder. Format
+    # characters (Cf: U+202E turns "gnp.exe" into what reads as "exe.png") and line and paragraph
+    # separators (U+2028, U+2029) change how a name is shown without being visible in it.
+    kept = (ch for ch in name if unicodedata.category(ch) not in _DROPPED)
+    safe = "".join("_" if ch in "/\\" or unicodedata.category(ch) == "Cc" else ch for ch in kept).strip()
+    if len(safe) > MAX_FILENAME_LENGTH:
+        # Every file system takes 255 bytes; a header of kilobytes of name helps nobody.
+        stem, dot, extension = safe.rpartition(".")
+        if not dot or not stem or len(extension) > 16:
+            stem, extension = safe, ""
+        room = MAX_FILENAME_LENGTH - len(dot) - len(extension) if extension else MAX_FILENAME_LENGTH
+        safe = stem[:room].rstrip() + (dot + extension if extension else "")
     return safe if safe.strip(".") else "download"
+
+
+#: The longest download name sent, in characters (UTF-8 file systems take 255 bytes).
+MAX_FILENAME_LENGTH = 120
+_DROPPED = frozenset({"Cf", "Zl", "Zp"})

@@ -26,7 +26,7 @@ from .negotiation import CONTROLS
 from .params import Parameters
 from .wrapper import BasePipelineWrapper, SupportsRunApi, declared_media_types
 
-__all__ = ["RESERVED_NAMES", "WRAPPER_FILE", "Pipeline", "Registry", "load_wrapper"]
+__all__ = ["RESERVED_NAMES", "WRAPPER_FILE", "Pipeline", "Registry", "is_valid_name", "load_wrapper"]
 
 logger = logging.getLogger("dualserve")
 
@@ -34,6 +34,11 @@ WRAPPER_FILE = "pipeline_wrapper.py"
 #: Names that would shadow a route or a mount point.
 RESERVED_NAMES = frozenset({"status", "openapi.json", "docs", "ui", "flask", "fastapi"})
 _VALID_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*")
+
+
+def is_valid_name(name: str) -> bool:
+    """Whether ``name`` is made as a pipeline's name is: letters, digits, ``_``, ``.``, ``-``."""
+    return _VALID_NAME.fullmatch(name) is not None
 
 
 @dataclass(frozen=True)
@@ -55,7 +60,7 @@ class Pipeline:
 
     @classmethod
     def from_wrapper(cls, name: str, wrapper: Any) -> Pipeline:
-        if not _VALID_NAME.fullmatch(name) or name in RESERVED_NAMES:
+        if not is_valid_name(name) or name in RESERVED_NAMES:
             raise LoadError(f"{name!r} cannot name a pipeline: use letters, digits, '_', '.', '-' and no route name.")
         # Hayhooks names the async variant run_api_async; either name works, the async one first.
         function = getattr(wrapper, "run_api_async", None) or getattr(wrapper, "run_api", None)

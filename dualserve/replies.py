@@ -21,6 +21,7 @@ from .aio import portal
 from .results import encode_json
 
 __all__ = [
+    "JSON_HEADERS",
     "FileBody",
     "Reply",
     "StreamBody",
@@ -31,6 +32,7 @@ __all__ = [
     "for_method",
     "framework_error",
     "json_reply",
+    "wire_error",
 ]
 
 logger = logging.getLogger("dualserve")
@@ -118,6 +120,10 @@ def discard_late(future: asyncio.Future[Any]) -> None:
 _DISCARDING: set[asyncio.Task[None]] = set()
 
 
+#: A browser must never take a JSON answer for HTML, even one that echoes what a client sent.
+JSON_HEADERS = (("content-type", "application/json"), ("x-content-type-options", "nosniff"))
+
+
 def json_reply(
     status_code: int,
     content: Any,
@@ -127,7 +133,7 @@ def json_reply(
     body = encode_json(content)
     return Reply(
         status_code,
-        [("content-type", "application/json"), ("content-length", str(len(body))), *(headers or [])],
+        [*JSON_HEADERS, ("content-length", str(len(body))), *(headers or [])],
         body,
         cleanups=cleanups or [],
     )
@@ -159,6 +165,17 @@ def framework_error(status_code: int, allow: str | None = None, method: str = "G
     except ValueError:
         phrase = "Error"
     return for_method(error_reply(status_code, phrase, headers), method)
+
+
+def wire_error(status_code: int, detail: str | None = None) -> bytes:
+    """A whole HTTP/1.1 answer in the contract's JSON shape, closing the connection: for a server
+    that refuses a request before any frontend has seen it (a head too large, a malformed body).
+    ``detail`` defaults to the status's phrase."""
+    phrase = HTTPStatus(status_code).phrase
+    reply = error_reply(status_code, phrase if detail is None else detail)
+    assert isinstance(reply.body, bytes)
+    head = "".join(f"{name}: {value}\r\n" for name, value in [*reply.headers, ("connection", "close")])
+    return f"HTTP/1.1 {status_code} {phrase}\r\n{head}\r\n".encode("latin-1") + reply.body
 
 
 def for_method(reply: Reply, method: str) -> Reply:

@@ -23,22 +23,23 @@ from werkzeug.exceptions import HTTPException as WerkzeugHTTPException
 
 from .aio import portal
 from .exceptions import HTTPError, ResolveError
-from .forms import is_form, parse_form
+from .forms import FormTooLarge, is_form, parse_form
 from .header_fields import checked
 from .http import render
+from .images import DEFAULT_MAX_IMAGE_PIXELS, bomb_detail, is_bomb, limit_pixels
 from .limits import Slots
 from .natives import from_native
 from .negotiation import negotiate
 from .openapi import build_document
 from .pages import asset, page
-from .pipelines import Pipeline, Registry
-from .replies import Reply, discard, discard_late, error_reply, for_method, json_reply
+from .pipelines import Pipeline, Registry, is_valid_name
+from .replies import JSON_HEADERS, Reply, discard, discard_late, error_reply, for_method, json_reply
 from .requests import Request
 from .results import NativeResult, Result, StreamResult, encode_json, is_blocking, path_result, resolve
 from .streams import prime_async, prime_sync
 from .uploads import UploadFile
 
-__all__ = ["DEFAULT_MAX_BODY_SIZE", "DEFAULT_THREADS", "Call", "Service", "ToThread"]
+__all__ = ["DEFAULT_MAX_BODY_SIZE", "DEFAULT_THREADS", "LOOP_PARSE_LIMIT", "Call", "Service", "ToThread"]
 
 logger = logging.getLogger("dualserve")
 
@@ -49,11 +50,14 @@ ToThread = Callable[..., Awaitable[Any]]
 DEFAULT_MAX_BODY_SIZE = 64 * 1024 * 1024
 #: Threads per pool: a sync stream through the Flask mount holds one for its whole length.
 DEFAULT_THREADS = 64
+#: The largest request body an async frontend parses on its event loop (about 0.1 ms of JSON);
+#: a larger one is parsed in a thread, so a 32 MB form never stops the loop.
+LOOP_PARSE_LIMIT = 64 * 1024
 STATUS_METHODS = ("GET", "HEAD")
 _FAILED = "Pipeline execution failed"
 PAGE_POLICY = (
     "default-src 'self'; script-src 'self'; style-src 'self' 'unsafe-inline'; img-src 'self' data: blob:; "
-    "media-src 'self' blob:; frame-src 'self' blob:; connect-src 'self'"
+    "media-src 'self' blob:; frame-src 'self' blob:; connect-src 'self'; frame-ancestors 'self'"
 )
 _ERROR_RESERVED = frozenset({"content-type", "content-length", "transfer-encoding"})
 
@@ -70,6 +74,8 @@ class Service:
         past it the client gets a 504 JSON, and whatever the pipeline returns later is discarded.
     :param max_streams: streams this process may send at once; one more gets a 503 JSON with
         ``Retry-After`` before its generator runs (``None``: no limit).
+    :param max_image_pixels: the largest image, in pixels, that Pillow decodes in this process (an
+        upload over it is a 413 JSON when opened) and that a pipeline may return.
     """
 
     def __init__(
@@ -80,9 +86,13 @@ class Service:
         threads: int = DEFAULT_THREADS,
         timeout: float | None = None,
         max_streams: int | None = None,
+        max_image_pixels: int = DEFAULT_MAX_IMAGE_PIXELS,
     ) -> None:
-        if max_body_size < 0 or threads < 1 or (timeout is not None and timeout <= 0):
-            raise ValueError("max_body_size must be 0 or more, threads 1 or more, and timeout above 0.")
+        if max_body_size < 0 or threads < 1 or (timeout is not None and timeout <= 0) or max_image_pixels < 1:
+            raise ValueError(
+                "max_body_size must be 0 or more, threads and max_image_pixels 1 or more, and timeout above 0."
+            )
+        limit_pixels(max_image_pixels)
         self.registry = registry
         self.debug = debug
         self.max_body_size = max_body_size
@@ -116,7 +126,7 @@ class Service:
         if prefix not in self._documents:
             self._documents[prefix] = encode_json(build_document(self.registry, prefix))
         body = self._documents[prefix]
-        headers = [("content-type", "application/json"), ("content-length", str(len(body)))]
+        headers = [*JSON_HEADERS, ("content-length", str(len(body)))]
         return for_method(Reply(200, headers, body), request.method)
 
     def page(self, request: Request, name: str, filename: str | None = None) -> Reply:
@@ -186,7 +196,10 @@ class Service:
         if pipeline is None:
             if name in self.registry.failures:
                 return error_reply(503, f"Pipeline {name!r} failed to load; see GET /status and the server log.")
-            return error_reply(404, f"Pipeline {name!r} not found.")
+            # The name is echoed only when it could be a pipeline's: an answer never repeats markup
+            # or kilobytes a client put in the URL.
+            shown = f" {name!r}" if len(name) <= 100 and is_valid_name(name) else ""
+            return error_reply(404, f"Pipeline{shown} not found.")
         if request.method not in pipeline.methods:
             return method_not_allowed(pipeline.methods)
         cleanups: list[Callable[[], object]] = []
@@ -196,6 +209,8 @@ class Service:
             elif is_form(request.headers.get("content-type")):
                 try:
                     form = parse_form(request.body, request.headers.get("content-type") or "")
+                except FormTooLarge as exc:
+                    return error_reply(413, str(exc))
                 except (ValueError, WerkzeugHTTPException):
                     return self.malformed_form()
                 except OSError as exc:  # a large upload is spooled to a temp file; the disk may be full
@@ -216,6 +231,9 @@ class Service:
                 return error_reply(exc.status_code, exc.detail, headers)
             except ResolveError as unsendable:  # a detail that is not JSON, a header no server can send
                 exc = unsendable
+        if is_bomb(exc):  # an image over the pixel limit, refused before it was decoded
+            logger.warning("Pipeline %r refused an image: %s", pipeline.name, exc)
+            return error_reply(413, bomb_detail())
         logger.error("Pipeline %r failed", pipeline.name, exc_info=exc)
         detail: Any = _FAILED
         if self.debug:

@@ -186,7 +186,19 @@ def test_media_rejects_bad_arguments(kwargs: dict[str, Any]) -> None:
 
 @pytest.mark.parametrize(
     ("name", "safe"),
-    [("a\r\nb.txt", "a__b.txt"), ("../etc/passwd", ".._etc_passwd"), ("\x00", "_"), ("  ", "download")],
+    [
+        ("a\r\nb.txt", "a__b.txt"),
+        ("../etc/passwd", ".._etc_passwd"),
+        ("\x00", "_"),
+        ("  ", "download"),
+        ("invoice\u202egnp.exe", "invoicegnp.exe"),  # a right-to-left override, shown as "invoiceexe.png"
+        ("a\u2066b\u2069\u200e.txt", "ab.txt"),  # isolates and marks
+        ("line\u2028two\u2029.txt", "linetwo.txt"),
+        ("\u202e", "download"),
+        ("t" * 5000 + ".pdf", "t" * 116 + ".pdf"),  # a 5,000-character title: cut, extension kept
+        ("t" * 5000, "t" * 120),
+        ("t" * 200 + ".averyveryverylongextension", ("t" * 200 + ".averyveryverylongextension")[:120]),
+    ],
 )
 def test_media_filenames_are_made_safe(name: str, safe: str) -> None:
     assert Media(b"x", filename=name).filename == safe

@@ -33,7 +33,7 @@ from starlette.types import Message, Receive, Scope, Send
 from ..openapi import build_document
 from ..replies import FileBody, Reply, StreamBody, discard_late, framework_error
 from ..requests import Request
-from ..service import Service
+from ..service import LOOP_PARSE_LIMIT, Service
 
 __all__ = ["DualserveFastAPI", "create_app", "to_request", "to_response"]
 
@@ -199,7 +199,11 @@ class _Endpoints:
         if isinstance(request, Request):
             if path_params:
                 request = dataclasses.replace(request, path_params=path_params)
-            outcome = self.service.prepare(name, request)
+            if len(request.body) > LOOP_PARSE_LIMIT:
+                # A large form or JSON body takes CPU to parse: in a thread, the loop goes on serving.
+                outcome = await self.to_thread(self.service.prepare, name, request)
+            else:
+                outcome = self.service.prepare(name, request)
             reply = outcome if isinstance(outcome, Reply) else await outcome.run_async_within(self.to_thread)
         else:
             reply = request
