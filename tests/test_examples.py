@@ -8,6 +8,7 @@ import wave
 import zipfile
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import httpx2
 import pytest
@@ -153,3 +154,81 @@ def test_thumbnail_refuses_what_is_not_an_image(client: httpx2.Client) -> None:
     assert response.status_code == 422
     [problem] = response.json()["detail"]
     assert problem["loc"] == ["body", "image"] and "notes.txt" in problem["msg"]
+
+
+# Bounds, by annotation: what would cost the server unbounded memory or CPU is a 422 on every
+# frontend, in the contract's shape, before the wrapper runs.
+
+
+def assert_refused(response: httpx2.Response, *locations: list[str | int]) -> list[dict[str, Any]]:
+    assert response.status_code == 422, response.content[:200]
+    assert response.headers["content-type"] == "application/json"
+    detail: list[dict[str, Any]] = response.json()["detail"]
+    assert [problem["loc"] for problem in detail] == list(locations)
+    assert all(isinstance(problem["msg"], str) and isinstance(problem["type"], str) for problem in detail)
+    return detail
+
+
+def test_pillow_image_refuses_a_megabyte_prompt(client: httpx2.Client) -> None:
+    # Pillow renders the whole prompt into one bitmap: this was a 500 (DecompressionBombError).
+    response = client.post("pillow_image/run", json={"prompt": "x" * 1_000_000})
+    [problem] = assert_refused(response, ["body", "prompt"])
+    assert problem["type"] == "string_too_long"
+
+
+def test_pillow_image_refuses_a_huge_card(client: httpx2.Client) -> None:
+    response = client.get("pillow_image/run", params={"prompt": "x", "width": 100_000, "height": 100_000})
+    detail = assert_refused(response, ["query", "width"], ["query", "height"])
+    assert {problem["type"] for problem in detail} == {"less_than_equal"}
+    assert_refused(client.post("pillow_image/run", json={"prompt": "x", "width": 15}), ["body", "width"])
+
+
+def test_pillow_image_draws_at_its_bounds(client: httpx2.Client) -> None:
+    response = client.post("pillow_image/run", json={"prompt": "x" * 2000, "width": 2048, "height": 16})
+    assert image(response).size == (2048, 16)
+
+
+@pytest.mark.parametrize(
+    ("pipeline", "arguments", "field"),
+    [
+        ("png_bytes", {"width": 100_000}, "width"),
+        ("png_bytes", {"height": 0}, "height"),
+        ("several_images", {"count": 1000}, "count"),
+        ("several_images", {"count": 0}, "count"),
+        ("several_images", {"size": 100_000}, "size"),
+        ("byte_stream", {"seconds": 86_400}, "seconds"),
+        ("byte_stream", {"seconds": -1}, "seconds"),
+        ("byte_stream", {"frequency": 1e9}, "frequency"),
+        ("pdf_report", {"title": "x" * 1_000_000}, "title"),
+        ("pdf_report", {"lines": ["page"] * 1000}, "lines"),
+    ],
+)
+def test_sizes_counts_durations_and_texts_are_bounded(
+    client: httpx2.Client, pipeline: str, arguments: dict[str, object], field: str
+) -> None:
+    assert_refused(client.post(f"{pipeline}/run", json=arguments), ["body", field])
+
+
+@pytest.mark.parametrize("value", ["nan", "inf", "1e308"])
+def test_byte_stream_refuses_endless_durations_from_the_query(client: httpx2.Client, value: str) -> None:
+    assert_refused(client.get("byte_stream/run", params={"seconds": value}), ["query", "seconds"])
+
+
+def test_pdf_report_bounds_each_line(client: httpx2.Client) -> None:
+    response = client.post("pdf_report/run", json={"lines": ["fine", "x" * 1_000_000]})
+    assert_refused(response, ["body", "lines", 1])
+
+
+def test_pdf_report_takes_twenty_lines(client: httpx2.Client) -> None:
+    response = client.get("pdf_report/run", params=[("lines", str(number)) for number in range(20)])
+    assert response.status_code == 200
+    assert b"/Count 20" in response.content
+
+
+def test_thumbnail_bounds_the_size(client: httpx2.Client) -> None:
+    buffer = io.BytesIO()
+    Image.new("RGB", (32, 32), "olive").save(buffer, "PNG")
+    response = client.post(
+        "thumbnail/run", files={"image": ("photo.png", buffer.getvalue(), "image/png")}, data={"size": "100000"}
+    )
+    assert_refused(response, ["body", "size"])

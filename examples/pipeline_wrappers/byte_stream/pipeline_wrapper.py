@@ -5,23 +5,28 @@ from __future__ import annotations
 import math
 import struct
 from collections.abc import Iterator
+from typing import Annotated
+
+from pydantic import Field
 
 from dualserve import BasePipelineWrapper, produces
 
 RATE = 16_000
+# Every second is computed and sent: outside these bounds (or NaN, or infinity), a 422.
+Frequency = Annotated[float, Field(ge=20, le=8000)]
+Seconds = Annotated[float, Field(ge=0, le=60)]
 
 
 class PipelineWrapper(BasePipelineWrapper):
     @produces("audio/wav")
-    def run_api(self, frequency: float = 440.0, seconds: float = 2.0) -> Iterator[bytes]:
+    def run_api(self, frequency: Frequency = 440.0, seconds: Seconds = 2.0) -> Iterator[bytes]:
         """A sine tone, 16-bit mono at 16 kHz, sent a tenth of a second at a time.
 
         Args:
             frequency: pitch in Hz, 20 to 8000.
-            seconds: duration, up to 60.
+            seconds: duration, 0 to 60.
         """
-        frequency = max(20.0, min(8000.0, frequency))
-        frames = int(RATE * max(0.0, min(60.0, seconds)))
+        frames = int(RATE * seconds)
         yield _wav_header(frames)
         step = RATE // 10
         for start in range(0, frames, step):

@@ -9,20 +9,35 @@ Settings, from the environment:
 - ``HF_INFERENCE_ENDPOINT``: a base URL to call instead of Hugging Face's router, such as a
   self-hosted endpoint or a local test server; the request goes to ``{base}/models/{model}``.
 - ``HF_INFERENCE_TIMEOUT``: seconds to wait for the provider (default 120).
+
+Where requests go is the server's setting alone. ``model`` is a Hub id, never a URL: the
+InferenceClient calls a URL given as model, with this server's token in ``Authorization``, and
+hands back what it answers, so a client-chosen URL would be a server-side request forgery.
 """
 
 from __future__ import annotations
 
 import os
+from typing import Annotated
 
 import httpx2
 from huggingface_hub import InferenceClient
 from huggingface_hub.errors import HfHubHTTPError, InferenceTimeoutError
 from PIL import Image
+from pydantic import Field
 
 from dualserve import BasePipelineWrapper, HTTPError
 
 DEFAULT_MODEL = "black-forest-labs/FLUX.1-schnell"
+
+# A Hub id, "owner/name": in each part, runs of letters, digits and "_" joined by single "-" or "."
+# (no "..", no leading or trailing "-" or "."), as the Hub names repositories; 193 characters at
+# most (the Hub allows 96 a part). No scheme, ":", "%", "?", "#" or second "/": it can neither be a
+# URL nor leave {HF_INFERENCE_ENDPOINT}/models/. Anything else is a 422 before any call is made.
+_PART = r"[A-Za-z0-9_]+(?:[.-][A-Za-z0-9_]+)*"
+HubModelId = Annotated[str, Field(pattern=rf"^{_PART}/{_PART}$", max_length=2 * 96 + 1)]
+Prompt = Annotated[str, Field(max_length=2000)]
+Side = Annotated[int, Field(ge=64, le=2048)]
 
 
 class PipelineWrapper(BasePipelineWrapper):
@@ -32,18 +47,20 @@ class PipelineWrapper(BasePipelineWrapper):
         timeout = float(os.environ.get("HF_INFERENCE_TIMEOUT", "120"))
         self.client = InferenceClient(token=self.token, timeout=timeout)
 
-    def run_api(self, prompt: str, width: int = 512, height: int = 512, model: str = DEFAULT_MODEL) -> Image.Image:
+    def run_api(
+        self, prompt: Prompt, width: Side = 512, height: Side = 512, model: HubModelId = DEFAULT_MODEL
+    ) -> Image.Image:
         """Generate an image from a text prompt.
 
         Args:
-            prompt: what the image shows.
-            width: width in pixels.
-            height: height in pixels.
-            model: a text-to-image model on the Hugging Face Hub.
+            prompt: what the image shows, up to 2000 characters.
+            width: width in pixels, 64 to 2048.
+            height: height in pixels, 64 to 2048.
+            model: a text-to-image model's id on the Hugging Face Hub, "owner/name"; never a URL.
         """
         if self.token is None:
             raise HTTPError(401, "Set HF_TOKEN to a Hugging Face token to generate images.")
-        # A URL as model is the client's own way to call a given endpoint.
+        # The endpoint is the server's setting; model, already a valid HubModelId, only names a model.
         target = f"{self.endpoint}/models/{model}" if self.endpoint else model
         try:
             return self.client.text_to_image(prompt, model=target, width=width, height=height)

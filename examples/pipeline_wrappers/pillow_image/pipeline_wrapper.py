@@ -5,9 +5,15 @@ from __future__ import annotations
 from typing import Annotated
 
 from PIL import Image, ImageColor, ImageDraw, ImageFont
-from pydantic import AfterValidator
+from pydantic import AfterValidator, Field
 
 from dualserve import BasePipelineWrapper
+
+# Bounds a client cannot pass (a 422, before anything is drawn): Pillow renders the whole prompt
+# into one bitmap, so a megabyte of text takes seconds and then fails as a decompression bomb, and
+# the card's sides are allocated as given.
+Prompt = Annotated[str, Field(max_length=2000)]
+Side = Annotated[int, Field(ge=16, le=2048)]
 
 
 def colour(value: str) -> str:
@@ -22,20 +28,19 @@ class PipelineWrapper(BasePipelineWrapper):
 
     def run_api(
         self,
-        prompt: str,
-        width: int = 512,
-        height: int = 512,
+        prompt: Prompt,
+        width: Side = 512,
+        height: Side = 512,
         background: Annotated[str, AfterValidator(colour)] = "#1e3a5f",
     ) -> Image.Image:
         """Draw the prompt on a coloured card.
 
         Args:
-            prompt: the text to draw.
+            prompt: the text to draw, up to 2000 characters.
             width: width in pixels, 16 to 2048.
             height: height in pixels, 16 to 2048.
             background: any colour Pillow understands, such as "navy" or "#1e3a5f".
         """
-        width, height = (max(16, min(2048, side)) for side in (width, height))
         image = Image.new("RGB", (width, height), background)
         draw = ImageDraw.Draw(image)
         for step in range(0, width + height, 24):

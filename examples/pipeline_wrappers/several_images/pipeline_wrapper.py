@@ -2,22 +2,27 @@
 
 from __future__ import annotations
 
+from typing import Annotated
+
 from PIL import Image, ImageDraw
+from pydantic import Field
 
 from dualserve import BasePipelineWrapper
 
 PALETTE = ["#e63946", "#2a9d8f", "#e9c46a", "#264653", "#f4a261", "#8ab17d"]
+# Each image is allocated and encoded: outside these bounds, a 422.
+Count = Annotated[int, Field(ge=1, le=len(PALETTE))]
+Size = Annotated[int, Field(ge=16, le=1024)]
 
 
 class PipelineWrapper(BasePipelineWrapper):
-    def run_api(self, count: int = 3, size: int = 256) -> list[Image.Image]:
+    def run_api(self, count: Count = 3, size: Size = 256) -> list[Image.Image]:
         """Colour swatches, numbered.
 
         Args:
             count: how many images, 1 to 6.
             size: the side of each square image in pixels, 16 to 1024.
         """
-        count, size = max(1, min(6, count)), max(16, min(1024, size))
         images = []
         for index in range(count):
             image = Image.new("RGB", (size, size), PALETTE[index])

@@ -2,15 +2,21 @@
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Annotated, Literal
 
 from PIL import Image, ImageOps, UnidentifiedImageError
+from pydantic import Field
 
 from dualserve import BasePipelineWrapper, UploadFile, ValidationError
 
+# The result's longest side ("cover" scales a small picture up to it): outside these bounds, a 422.
+# The upload itself is bounded by the server: --max-body-size, and --max-image-pixels for what
+# Pillow decodes (a 413 past it).
+Size = Annotated[int, Field(ge=16, le=1024)]
+
 
 class PipelineWrapper(BasePipelineWrapper):
-    def run_api(self, image: UploadFile, size: int = 256, mode: Literal["fit", "cover"] = "fit") -> Image.Image:
+    def run_api(self, image: UploadFile, size: Size = 256, mode: Literal["fit", "cover"] = "fit") -> Image.Image:
         """Shrink an uploaded image.
 
         Args:
@@ -18,7 +24,6 @@ class PipelineWrapper(BasePipelineWrapper):
             size: the longest side of the result, 16 to 1024 pixels.
             mode: "fit" keeps the whole picture; "cover" crops it to a square.
         """
-        size = max(16, min(1024, size))
         try:
             picture = Image.open(image.stream)
             picture.load()
