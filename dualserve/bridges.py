@@ -2,6 +2,10 @@
 
 :class:`WSGIMount` (Flask inside FastAPI) is ``a2wsgi.WSGIMiddleware`` plus:
 
+- the request body is read whole on the event loop (a temp file past 1 MiB, at most
+  ``max_body_size + 1`` bytes) before a thread takes the call: a slow upload holds a socket, not
+  one of the threads (a2wsgi's thread read it from the loop as it came, so 64 slow clients
+  stopped the Flask side); a client that leaves before its body is whole runs nothing;
 - a client that disconnects stops the Flask side: the WSGI iterable is closed at its next chunk
   and the thread is freed (a2wsgi kept iterating, or blocked forever on a full send queue);
 - ``wsgi.input_terminated`` is set, so Werkzeug reads a chunked request body to its end
@@ -16,7 +20,7 @@
 - a client that disconnects is reported to the ASGI app (``receive`` answers ``http.disconnect``
   and ``send`` raises ``OSError``, as ASGI spec 2.4 says), so generators close and cleanups run;
 - a chunked request body (no ``Content-Length``) is read to its end, up to ``max_body_size + 1``
-  bytes, instead of arriving empty;
+  bytes, instead of arriving empty; one the server's input refuses as malformed is a ``400`` JSON;
 - a body that ends before its ``Content-Length`` ends there for the app (its last message has
   ``more_body: False``; the FastAPI routes then answer 400 as the Flask frontend does), where
   a2wsgi asked the WSGI input for the missing bytes, and handed the app empty chunks, forever.
@@ -27,20 +31,91 @@ from __future__ import annotations
 import asyncio
 import atexit
 import io
+import logging
+import tempfile
 import threading
 from collections.abc import Iterable, Iterator
 from concurrent.futures import TimeoutError as FutureTimeoutError
-from typing import Any
+from typing import IO, Any
 
 from a2wsgi import ASGIMiddleware, WSGIMiddleware
 from a2wsgi.asgi import ASGIResponder
-from a2wsgi.wsgi import Body, WSGIResponder, build_environ
+from a2wsgi.wsgi import WSGIResponder, build_environ
 
 from .aio import portal
+from .replies import body_malformed
+from .service import DEFAULT_MAX_BODY_SIZE
 
-__all__ = ["ASGIMount", "ClientDisconnected", "FileWrapper", "WSGIMount"]
+__all__ = ["ASGIMount", "ClientDisconnected", "FileWrapper", "Spool", "WSGIMount"]
 
 Message = dict[str, Any]
+#: Request body bytes kept in memory; past them a body read ahead goes to a temp file.
+SPOOL_SIZE = 1024 * 1024
+logger = logging.getLogger("dualserve")
+
+
+class Spool:
+    """Bytes kept in memory up to ``size``, then in a temp file: a request body read ahead of
+    the app. If the disk refuses them (full, a file size limit), they come back to memory: the
+    body is capped by ``max_body_size`` anyway, and an upload the app spools itself then gets
+    its ``507``, as it did before bodies were read ahead."""
+
+    def __init__(self, size: int = SPOOL_SIZE) -> None:
+        self.size = size
+        self._memory = io.BytesIO()  # the bytes while there is no disk file
+        self._disk: io.FileIO | None = None
+        self._disk_refused = False
+
+    def write(self, data: bytes | bytearray) -> None:
+        if self._disk is None and not self._disk_refused and self._memory.tell() + len(data) > self.size:
+            self._to_disk()
+        if self._disk is None:
+            self._memory.write(data)
+        else:
+            self._write_disk(data)
+
+    def take(self) -> IO[bytes]:
+        """The bytes written, from the first; the caller closes the file."""
+        if self._disk is not None:
+            self._disk.seek(0)
+            return io.BufferedReader(self._disk)
+        self._memory.seek(0)
+        return self._memory
+
+    def close(self) -> None:
+        self._memory.close()
+        if self._disk is not None:
+            self._disk.close()
+
+    def _to_disk(self) -> None:
+        try:
+            self._disk = tempfile.TemporaryFile(buffering=0)
+        except OSError as exc:
+            self._refused(exc)
+            return
+        memory, self._memory = self._memory, io.BytesIO()
+        self._write_disk(memory.getvalue())
+        memory.close()
+
+    def _write_disk(self, data: bytes | bytearray) -> None:
+        assert self._disk is not None
+        view = memoryview(data)
+        try:
+            while view:
+                # Unbuffered: when a write fails, the bytes it returned are all that were written.
+                view = view[self._disk.write(view) or 0 :]
+        except OSError as exc:
+            self._disk.seek(0)
+            self._memory = io.BytesIO(self._disk.readall())
+            self._memory.seek(0, io.SEEK_END)
+            self._memory.write(view)
+            self._disk.close()
+            self._disk = None
+            self._refused(exc)
+
+    def _refused(self, exc: OSError) -> None:
+        self._disk_refused = True
+        logger.warning("A request body is kept in memory: the disk refused it (%s)", exc)
 
 
 class ClientDisconnected(ConnectionError):
@@ -51,21 +126,34 @@ class ClientDisconnected(ConnectionError):
 
 
 class WSGIMount(WSGIMiddleware):
-    """Serve a WSGI app from an ASGI server. ``threads`` bounds the WSGI calls running at once."""
+    """Serve a WSGI app from an ASGI server. ``threads`` bounds the WSGI calls running at once.
 
-    def __init__(self, app: Any, threads: int = 64, send_queue_size: int = 10) -> None:
+    A request body is read whole on the event loop before a thread takes the call, up to
+    ``max_body_size + 1`` bytes: a longer chunked body reaches the app cut there, for it to answer
+    413 (dualserve's Flask app does), and one whose ``Content-Length`` is over the limit arrives
+    empty, its length said by the header."""
+
+    def __init__(
+        self,
+        app: Any,
+        threads: int = 64,
+        send_queue_size: int = 10,
+        max_body_size: int = DEFAULT_MAX_BODY_SIZE,
+    ) -> None:
         super().__init__(app, workers=threads, send_queue_size=send_queue_size)
+        self.max_body_size = max_body_size
 
     async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
         if scope["type"] == "http":
-            responder = _WSGIResponder(self.app, self.executor, self.send_queue_size)
+            responder = _WSGIResponder(self.app, self.executor, self.send_queue_size, self.max_body_size)
             return await responder(scope, receive, send)
         return await super().__call__(scope, receive, send)
 
 
 class _WSGIResponder(WSGIResponder):
-    def __init__(self, app: Any, executor: Any, send_queue_size: int) -> None:
+    def __init__(self, app: Any, executor: Any, send_queue_size: int, max_body_size: int) -> None:
         super().__init__(app, executor, send_queue_size)
+        self.max_body_size = max_body_size
         self.disconnected = False
         # a2wsgi's thread waits for the event loop to take every message, a round trip per
         # chunk; here it only waits when send_queue_size messages are still unsent.
@@ -73,11 +161,15 @@ class _WSGIResponder(WSGIResponder):
         self._slots = threading.BoundedSemaphore(send_queue_size)
 
     async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
-        # One task reads `receive` for the whole request: body messages go to the WSGI thread
-        # through a small queue; http.disconnect also stops the thread at its next chunk.
-        inbox: asyncio.Queue[Message] = asyncio.Queue(maxsize=4)
-        pump = self.loop.create_task(self._pump(receive, inbox))
-        environ: Any = build_environ(scope, Body(self.loop, inbox.get))  # type: ignore[arg-type]
+        # The body is read here, on the loop, before a thread is taken: a client that sends it
+        # slowly holds a socket, never one of the mount's threads (a2wsgi handed the thread a
+        # stream fed from the loop, so 64 slow uploads stopped the Flask side).
+        body = await self._read_body(scope, receive)
+        if body is None:
+            return  # the client left before its body was whole: nothing runs
+        # From here `receive` only reports the client leaving, which stops the thread at its next chunk.
+        watch = self.loop.create_task(self._watch(receive))
+        environ: Any = build_environ(scope, body)  # type: ignore[arg-type]
         environ["SCRIPT_NAME"] = scope.get("root_path", "").encode("utf8").decode("latin1")
         environ["wsgi.input_terminated"] = True
         environ["wsgi.file_wrapper"] = FileWrapper
@@ -90,20 +182,53 @@ class _WSGIResponder(WSGIResponder):
             self.disconnected = True  # server shutdown: let the thread stop at its next chunk
             raise
         finally:
-            pump.cancel()
+            watch.cancel()
             if not sender.done():
                 sender.cancel()
+            body.close()
         if self.exc_info is not None:
             raise self.exc_info[1].with_traceback(self.exc_info[2])
 
-    async def _pump(self, receive: Any, inbox: asyncio.Queue[Message]) -> None:
-        while True:
-            message = await receive()
-            if message["type"] == "http.disconnect":
-                self.disconnected = True
-                await inbox.put(message)  # ends a body read in progress
-                return
-            await inbox.put(message)
+    async def _read_body(self, scope: Any, receive: Any) -> IO[bytes] | None:
+        """The request body, whole (a temp file past SPOOL_SIZE), or ``None`` if the client left.
+
+        At most ``max_body_size + 1`` bytes are kept: the Flask side reads one byte past the limit
+        to answer 413. A declared ``Content-Length`` over the limit is not read at all: the Flask
+        side answers 413 from the header."""
+        limit = self.max_body_size
+        for name, value in scope.get("headers", ()):
+            if name == b"content-length" and value.isdigit() and int(value) > limit:
+                return io.BytesIO()
+        body = Spool()
+        size = 0
+        more = True
+        try:
+            while more and size <= limit:
+                message = await receive()
+                if message["type"] == "http.disconnect":
+                    body.close()
+                    self.disconnected = True
+                    return None
+                chunk: bytes = message.get("body", b"")
+                more = message.get("more_body", False)
+                if size + len(chunk) > limit + 1:
+                    chunk = chunk[: limit + 1 - size]
+                # A write to the temp file blocks the loop as briefly as a page-cache write does.
+                body.write(chunk)
+                size += len(chunk)
+        except BaseException:  # cancelled by a server shutting down: the temp file goes now
+            body.close()
+            raise
+        return body.take()
+
+    async def _watch(self, receive: Any) -> None:
+        # Body messages past the limit, which the app will not read, are dropped as they come.
+        try:
+            while (await receive())["type"] != "http.disconnect":
+                pass
+        except Exception:
+            pass  # the server's receive failed: as gone as a disconnect
+        self.disconnected = True
 
     async def sender(self, send: Any) -> None:
         while True:
@@ -163,7 +288,13 @@ class ASGIMount(ASGIMiddleware):
 
     def __call__(self, environ: Any, start_response: Any) -> Iterable[bytes]:
         responder = _ASGIResponder(self.app, self.loop, self.wait_time)
-        environ = _with_content_length(_decodable(environ), self.max_body_size)
+        try:
+            environ = _with_content_length(_decodable(environ), self.max_body_size)
+        except Exception as exc:
+            # The server's input refused a chunked body (Werkzeug's dev server raises OSError("Invalid
+            # chunk header")): the FastAPI app never sees the error, so it is answered here, as the
+            # Flask frontend answers it, not as the WSGI server's 500 page.
+            return _malformed_body(exc, start_response)
         return responder.respond(environ, start_response)
 
 
@@ -219,6 +350,13 @@ def _decodable(environ: Any) -> Any:
     fixed = "".join(ch if ch.isascii() else f"%{ord(ch):02X}" for ch in query)
     path = path.encode("latin-1").decode("utf-8", "replace").encode("utf-8").decode("latin-1")
     return {**environ, "QUERY_STRING": fixed, "PATH_INFO": path}
+
+
+def _malformed_body(exc: Exception, start_response: Any) -> Iterable[bytes]:
+    reply = body_malformed(str(exc))
+    assert isinstance(reply.body, bytes)
+    start_response("400 Bad Request", reply.headers)
+    return [reply.body]
 
 
 class _DeclaredBody:

@@ -266,7 +266,7 @@ def _gunicorn(options: argparse.Namespace) -> int:
                 "workers": options.workers,
                 # gthread's threads (one worker holds a stream open and still answers other requests),
                 # each given only a request that has arrived whole: a slow client never holds one.
-                "worker_class": "gthread",
+                "worker_class": "dualserve.gunicorn_worker.WholeRequestWorker",
                 "threads": options.threads or GUNICORN_THREADS,
                 "graceful_timeout": max(1, math.ceil(options.graceful_timeout)),
                 "loglevel": options.log_level,

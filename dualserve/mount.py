@@ -28,7 +28,8 @@ FASTAPI_PREFIX = "/fastapi"
 def compose_asgi(service: Service) -> FastAPI:
     """FastAPI serving ``service`` at ``/``, with the Flask frontend mounted at ``/flask``."""
     app = fastapi_adapter.create_app(service)
-    app.mount_direct(FLASK_PREFIX, WSGIMount(flask_adapter.create_app(service), threads=service.threads))
+    inner = WSGIMount(flask_adapter.create_app(service), threads=service.threads, max_body_size=service.max_body_size)
+    app.mount_direct(FLASK_PREFIX, inner)
     return app
 
 

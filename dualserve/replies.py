@@ -26,12 +26,16 @@ __all__ = [
     "Reply",
     "StreamBody",
     "adiscard",
+    "body_malformed",
+    "body_too_large",
     "discard",
     "discard_late",
     "error_reply",
     "for_method",
     "framework_error",
     "json_reply",
+    "malformed_detail",
+    "too_large_detail",
     "wire_error",
 ]
 
@@ -165,6 +169,28 @@ def framework_error(status_code: int, allow: str | None = None, method: str = "G
     except ValueError:
         phrase = "Error"
     return for_method(error_reply(status_code, phrase, headers), method)
+
+
+def body_malformed(reason: str) -> Reply:
+    """400: the server's parser refused the request body (a bad chunk size, a trailer too large)."""
+    logger.warning("Refused a malformed request body: %s", reason)
+    return error_reply(400, malformed_detail(reason))
+
+
+def malformed_detail(reason: str) -> str:
+    # A parser's message may quote the offending bytes, which the client chose: cut short.
+    if len(reason) > 200:
+        reason = reason[:200] + "..."
+    return f"The request body is malformed: {reason.rstrip('.')}."
+
+
+def body_too_large(limit: int) -> Reply:
+    """413: the body is over ``limit`` bytes (said by Content-Length or a chunk, or found reading)."""
+    return error_reply(413, too_large_detail(limit))
+
+
+def too_large_detail(limit: int) -> str:
+    return f"The request body is larger than the limit of {limit} bytes."
 
 
 def wire_error(status_code: int, detail: str | None = None) -> bytes:

@@ -33,7 +33,17 @@ from .negotiation import negotiate
 from .openapi import build_document
 from .pages import asset, page
 from .pipelines import Pipeline, Registry, is_valid_name
-from .replies import JSON_HEADERS, Reply, discard, discard_late, error_reply, for_method, json_reply
+from .replies import (
+    JSON_HEADERS,
+    Reply,
+    body_malformed,
+    body_too_large,
+    discard,
+    discard_late,
+    error_reply,
+    for_method,
+    json_reply,
+)
 from .requests import Request
 from .results import NativeResult, Result, StreamResult, encode_json, is_blocking, path_result, resolve
 from .streams import prime_async, prime_sync
@@ -117,7 +127,15 @@ class Service:
 
     def body_too_large(self) -> Reply:
         """413: the body is over ``max_body_size`` (said by Content-Length, or found while reading)."""
-        return error_reply(413, f"The request body is larger than the limit of {self.max_body_size} bytes.")
+        return body_too_large(self.max_body_size)
+
+    def body_malformed(self, exc: Exception) -> Reply:
+        """400 for a body the server's input stream refused, or the body-incomplete 400 when that
+        refusal says the client left: gunicorn raises its ParseException subclasses (a bad chunk
+        size or trailer) and NoMoreData inside ``read()``, Werkzeug's dev server ``OSError``."""
+        if isinstance(exc, (ConnectionError, TimeoutError)) or type(exc).__name__ == "NoMoreData":
+            return self.body_incomplete()
+        return body_malformed(str(exc))
 
     def openapi(self, request: Request, prefix: str) -> Reply:
         """``GET /openapi.json``: the one document, with this frontend's mount ``prefix`` as server."""

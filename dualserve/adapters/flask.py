@@ -206,6 +206,9 @@ def to_request(request: flask.Request, service: Service) -> Request | Reply:
         # Werkzeug's own check of the same thing, where the server does not set
         # wsgi.input_terminated (its dev server): the same JSON as below, not a bare "Bad Request".
         return service.body_incomplete()
+    except Exception as exc:
+        # The server's input stream refused the body (a bad chunk): the client's fault, a 400.
+        return service.body_malformed(exc)
     if len(body) > limit:
         return service.body_too_large()
     if request.content_length is not None and len(body) < request.content_length:
