@@ -239,3 +239,25 @@ def test_an_oversized_or_malformed_head_is_a_json_error(plain_server: tuple[str,
     assert body.startswith(b'{"detail":"')
     assert max(sampler.rss) - sampler.rss[0] < 32 * MB
     assert httpx2.get(url + "/status", timeout=10).status_code == 200
+
+
+# --- Answers that cannot be turned against a browser, on every frontend -----------------------
+
+
+def test_a_404_does_not_echo_markup_and_json_is_never_sniffed(client: httpx2.Client) -> None:
+    response = client.get("/%3Cimg%20src%3Dx%20onerror%3Dalert(1)%3E/run")
+    assert response.status_code == 404
+    assert response.json() == {"detail": "Pipeline not found."}
+    assert response.headers["x-content-type-options"] == "nosniff"
+    plain = client.get("/no_such_pipeline/run")
+    assert plain.json() == {"detail": "Pipeline 'no_such_pipeline' not found."}
+    for answer in (plain, client.get("/status"), client.get("/openapi.json"), client.post("/bytes/run", json=[])):
+        assert answer.headers["content-type"] == "application/json"
+        assert answer.headers["x-content-type-options"] == "nosniff", answer.request.url
+
+
+@pytest.mark.parametrize("page", ["docs", "ui"])
+def test_pages_cannot_be_framed_by_another_site(client: httpx2.Client, page: str) -> None:
+    response = client.get(f"/{page}")
+    assert response.status_code == 200
+    assert "frame-ancestors 'self'" in response.headers["content-security-policy"]
