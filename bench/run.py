@@ -215,7 +215,7 @@ def encoder_costs(repeat: int = 15) -> dict[str, dict[str, float]]:
     """Milliseconds and bytes for encoding the 512x512 render in each documented setting."""
     import io
 
-    from dualserve.images import encode_image
+    from dualserve.core.images import encode_image
 
     image = workload.render()
     settings = {

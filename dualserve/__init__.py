@@ -2,14 +2,12 @@
 
 from __future__ import annotations
 
-# Before the imports below: modules they load (the OpenAPI document, the CLI) read it.
-__version__ = "0.1.0"
-
+from .__version__ import __version__ as __version__
 from .apps import asgi_app, fastapi_app, flask_app, wsgi_app
 from .exceptions import DualserveError, HTTPError, LoadError, ResolveError, ValidationError
 from .media import Media
 from .paths import safe_path
-from .pipelines import Registry
+from .serving.pipelines import Registry
 from .uploads import UploadFile
 from .wrapper import BasePipelineWrapper, produces
 

@@ -11,16 +11,16 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from .config import Settings
-from .pipelines import Registry
-from .service import Service
+from .serving.config import Settings
+from .serving.pipelines import Registry
+from .serving.service import Service
 
 if TYPE_CHECKING:
     from fastapi import FastAPI
     from flask import Flask
     from typing_extensions import Unpack
 
-    from .adapters.fastapi import DualserveFastAPI
+    from .frontends.fastapi import DualserveFastAPI
 
 __all__ = ["PipelinesSource", "asgi_app", "fastapi_app", "flask_app", "wsgi_app"]
 
@@ -33,30 +33,30 @@ def fastapi_app(pipelines: PipelinesSource, **settings: Unpack[Settings]) -> Dua
 
     :param pipelines: a :class:`Registry`, a mapping of names to wrapper objects, or a directory.
     :param settings: ``debug``, ``max_body_size``, ``timeout``, ``threads``, ``max_streams``; see
-        :class:`~dualserve.config.Settings`.
+        :class:`~dualserve.serving.config.Settings`.
     """
-    from .adapters import fastapi
+    from .frontends import fastapi
 
     return fastapi.create_app(_service(pipelines, settings))
 
 
 def flask_app(pipelines: PipelinesSource, **settings: Unpack[Settings]) -> Flask:
     """The Flask frontend alone; parameters as for :func:`fastapi_app`."""
-    from .adapters import flask
+    from .frontends import flask
 
     return flask.create_app(_service(pipelines, settings))
 
 
 def asgi_app(pipelines: PipelinesSource, **settings: Unpack[Settings]) -> FastAPI:
     """FastAPI at ``/`` and Flask at ``/flask/`` in one ASGI app, for uvicorn."""
-    from .mount import compose_asgi
+    from .frontends.compose import compose_asgi
 
     return compose_asgi(_service(pipelines, settings))
 
 
 def wsgi_app(pipelines: PipelinesSource, **settings: Unpack[Settings]) -> Flask:
     """Flask at ``/`` and FastAPI at ``/fastapi/`` in one WSGI app, for gunicorn and ``flask run``."""
-    from .mount import compose_wsgi
+    from .frontends.compose import compose_wsgi
 
     return compose_wsgi(_service(pipelines, settings))
 

@@ -13,7 +13,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from . import __version__, config
+from .__version__ import __version__
+from .serving import config
 
 __all__ = ["main"]
 
@@ -247,7 +248,7 @@ def _uvicorn(options: argparse.Namespace) -> int:
         log_level=options.log_level,
         timeout_graceful_shutdown=options.graceful_timeout,
         # A bounded request head and JSON errors; httptools, which uvicorn's "auto" picks, has neither.
-        http="dualserve.uvicorn_protocol:BoundedHttpToolsProtocol",
+        http="dualserve.servers.uvicorn:BoundedHttpToolsProtocol",
     )
     return 0
 
@@ -266,7 +267,7 @@ def _gunicorn(options: argparse.Namespace) -> int:
                 "workers": options.workers,
                 # gthread's threads (one worker holds a stream open and still answers other requests),
                 # each given only a request that has arrived whole: a slow client never holds one.
-                "worker_class": "dualserve.gunicorn_worker.WholeRequestWorker",
+                "worker_class": "dualserve.servers.gunicorn.WholeRequestWorker",
                 "threads": options.threads or GUNICORN_THREADS,
                 "graceful_timeout": max(1, math.ceil(options.graceful_timeout)),
                 "loglevel": options.log_level,
@@ -287,7 +288,7 @@ def _gunicorn(options: argparse.Namespace) -> int:
 def _flask(options: argparse.Namespace) -> int:
     from werkzeug.serving import run_simple
 
-    from .dev_server import JSONErrorRequestHandler
+    from .servers.werkzeug import JSONErrorRequestHandler
     from .wsgi import create_app
 
     run_simple(options.host, options.port, create_app(), threaded=True, request_handler=JSONErrorRequestHandler)

@@ -125,7 +125,7 @@ def _from_json(document: Any, raw: bytes) -> Result:
 def _decoded(data: str, media_type: str | None) -> Result:
     content = base64.b64decode(data)
     if media_type is None:
-        from .sniff import OCTET_STREAM, guess_from_bytes
+        from .core.sniff import OCTET_STREAM, guess_from_bytes
 
         media_type = guess_from_bytes(content) or OCTET_STREAM
     return Result(content, media_type)
@@ -139,7 +139,7 @@ def _several(items: list[Result]) -> Result:
 
 
 def _from_zip(content: bytes) -> Result:
-    from .sniff import OCTET_STREAM, guess_from_name
+    from .core.sniff import OCTET_STREAM, guess_from_name
 
     with zipfile.ZipFile(io.BytesIO(content)) as archive:
         items = [Result(archive.read(n), guess_from_name(n) or OCTET_STREAM, Path(n).name) for n in archive.namelist()]

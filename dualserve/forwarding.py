@@ -73,7 +73,7 @@ def starlette_response(url: str, method: str = "GET", **request: Any) -> Any:
     returns, so call it from a ``def`` route (FastAPI runs those in a thread)."""
     from starlette.responses import StreamingResponse
 
-    return _native(forward(url, method, **request), StreamingResponse)
+    return _framework_response(forward(url, method, **request), StreamingResponse)
 
 
 def flask_response(url: str, method: str = "GET", **request: Any) -> Any:
@@ -86,12 +86,12 @@ def flask_response(url: str, method: str = "GET", **request: Any) -> Any:
     return response
 
 
-def _native(media: Media, response_class: Any) -> Any:
+def _framework_response(media: Media, response_class: Any) -> Any:
     return response_class(media.content, media_type=media.media_type, headers=_disposition(media))
 
 
 def _disposition(media: Media) -> dict[str, str]:
-    from .http import content_disposition
+    from .core.http import content_disposition
 
     return {"content-disposition": content_disposition(media.disposition, media.filename)} if media.filename else {}
 

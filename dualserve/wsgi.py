@@ -7,8 +7,8 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from . import config
 from .apps import wsgi_app
+from .serving import config
 
 if TYPE_CHECKING:
     from flask import Flask

@@ -11,14 +11,13 @@ import pytest
 from hypothesis import HealthCheck, settings
 from starlette.testclient import TestClient
 
-from dualserve.adapters import fastapi as fastapi_adapter
-from dualserve.adapters import flask as flask_adapter
-from dualserve.mount import compose_asgi, compose_wsgi
-from dualserve.pipelines import Registry
-from dualserve.service import Service
-
-from . import flask_wrappers, hayhooks_wrappers
-from .wrappers import make_wrappers
+from dualserve.frontends import fastapi as fastapi_adapter
+from dualserve.frontends import flask as flask_adapter
+from dualserve.frontends.compose import compose_asgi, compose_wsgi
+from dualserve.serving.pipelines import Registry
+from dualserve.serving.service import Service
+from tests import flask_wrappers, hayhooks_wrappers
+from tests.wrappers import make_wrappers
 
 FRONTENDS = ["fastapi", "flask", "flask-in-fastapi", "fastapi-in-flask"]
 #: The Flask app with a request hook, so every request goes through Flask's own dispatch: the

@@ -7,8 +7,7 @@ from collections.abc import Iterator
 from flask import Response, send_file
 
 from dualserve import BasePipelineWrapper
-
-from .wrappers import DATA, png_bytes
+from tests.wrappers import DATA, png_bytes
 
 
 class MimetypeResponseWrapper(BasePipelineWrapper):

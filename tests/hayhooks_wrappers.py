@@ -11,8 +11,7 @@ from PIL import Image
 from starlette.background import BackgroundTask
 
 from dualserve import BasePipelineWrapper
-
-from .wrappers import png_bytes
+from tests.wrappers import png_bytes
 
 
 class ImageFileWrapper(BasePipelineWrapper):

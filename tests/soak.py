@@ -23,7 +23,7 @@ import httpx2
 import psutil
 from PIL import Image
 
-from .test_real_servers import read_then_hang_up
+from tests.test_real_servers import read_then_hang_up
 
 PIPELINES = Path(__file__).parent / "soak_pipelines"
 KINDS = ("small", "render", "file", "stream", "upload")

@@ -20,12 +20,11 @@ from starlette.testclient import TestClient
 from starlette.types import Message, Receive, Scope, Send
 
 from dualserve import BasePipelineWrapper, fastapi_app, flask_app
-from dualserve.adapters import flask as flask_adapter
-from dualserve.adapters.fastapi import to_response
-from dualserve.replies import Reply, StreamBody
-from dualserve.service import Service
-
-from .wrappers import TempFileWrapper
+from dualserve.core.reply import Reply, StreamBody
+from dualserve.frontends import flask as flask_adapter
+from dualserve.frontends.fastapi import to_response
+from dualserve.serving.service import Service
+from tests.wrappers import TempFileWrapper
 
 
 class SelfSendingStarletteResponse(Response):

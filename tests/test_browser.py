@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from .servers import MOUNTED, dualserve_command, running
+from tests.servers import MOUNTED, dualserve_command, running
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 EXAMPLES = Path(__file__).parent.parent / "examples" / "pipeline_wrappers"

@@ -12,7 +12,7 @@ import httpx2
 import pytest
 from PIL import Image
 
-from .servers import DUALSERVE, MOUNTED, dualserve_run, free_port, serve
+from tests.servers import DUALSERVE, MOUNTED, dualserve_run, free_port, serve
 
 PIPELINES = Path(__file__).parent / "pipelines"
 SERVERS = ["uvicorn", "gunicorn", "flask"]

@@ -14,8 +14,7 @@ import pytest
 from PIL import Image
 
 from dualserve.client import AsyncClient, Client, ServerError
-
-from .servers import DUALSERVE, Sampler, dualserve_command, running
+from tests.servers import DUALSERVE, Sampler, dualserve_command, running
 
 PIPELINES = Path(__file__).parent / "pipelines"
 

@@ -11,8 +11,8 @@ import httpx2
 import pytest
 from PIL import Image
 
-from .conftest import assert_alike
-from .wrappers import DATA, png_bytes
+from tests.conftest import assert_alike
+from tests.wrappers import DATA, png_bytes
 
 RANGE_DATA = (DATA / "range.bin").read_bytes()
 

@@ -12,8 +12,8 @@ import httpx2
 import pytest
 from PIL import Image
 
-from .conftest import assert_alike
-from .wrappers import DATA, png_bytes
+from tests.conftest import assert_alike
+from tests.wrappers import DATA, png_bytes
 
 
 @dataclass

@@ -8,9 +8,8 @@ from pathlib import Path
 import pytest
 
 from dualserve import LoadError, Registry
-from dualserve.service import Service
-
-from .conftest import FRONTENDS, frontend_client
+from dualserve.serving.service import Service
+from tests.conftest import FRONTENDS, frontend_client
 
 GOOD = """
 from pathlib import Path

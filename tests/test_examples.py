@@ -15,10 +15,9 @@ import pytest
 from PIL import Image
 
 from dualserve import Registry
-from dualserve.service import Service
-
-from .conftest import FRONTENDS, frontend_client
-from .servers import MOUNTED, dualserve_run
+from dualserve.serving.service import Service
+from tests.conftest import FRONTENDS, frontend_client
+from tests.servers import MOUNTED, dualserve_run
 
 EXAMPLES = Path(__file__).parent.parent / "examples" / "pipeline_wrappers"
 

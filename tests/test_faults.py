@@ -19,8 +19,8 @@ from pathlib import Path
 import httpx2
 import pytest
 
-from .servers import MOUNTED, dualserve_command, running
-from .test_real_servers import PIPELINES, SERVERS, eventually
+from tests.servers import MOUNTED, dualserve_command, running
+from tests.test_real_servers import PIPELINES, SERVERS, eventually
 
 FILE_SIZE_LIMIT = 1024 * 1024
 WITHOUT_DAC = ["setpriv", "--inh-caps=-all", "--bounding-set=-dac_override,-dac_read_search"]

@@ -12,8 +12,7 @@ import httpx2
 import pytest
 
 from dualserve.parity import assert_parity, compare, load_cases
-
-from .servers import DUALSERVE, free_port, running
+from tests.servers import DUALSERVE, free_port, running
 
 MIGRATION = Path(__file__).parent.parent / "examples" / "flask_migration"
 BIN = Path(sys.executable).parent

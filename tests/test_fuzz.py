@@ -35,14 +35,13 @@ import pytest
 from hypothesis import event, example, given, note
 from hypothesis import strategies as st
 
-from dualserve.adapters import flask as flask_adapter
-from dualserve.mount import compose_wsgi
-from dualserve.pipelines import Registry
-from dualserve.service import Service
-
-from . import flask_wrappers, hayhooks_wrappers
-from .conftest import FRONTENDS, assert_alike, frontend_client, hypothesis_settings
-from .wrappers import WRAPPERS
+from dualserve.frontends import flask as flask_adapter
+from dualserve.frontends.compose import compose_wsgi
+from dualserve.serving.pipelines import Registry
+from dualserve.serving.service import Service
+from tests import flask_wrappers, hayhooks_wrappers
+from tests.conftest import FRONTENDS, assert_alike, frontend_client, hypothesis_settings
+from tests.wrappers import WRAPPERS
 
 # Every wrapper whose answers do not depend on the clock or the file system beyond tests/data,
 # and none that fails on purpose (those 500s are covered in test_robustness.py): a 5xx here is a bug.

@@ -21,10 +21,9 @@ import httpx2
 import pytest
 from PIL import Image
 
-from dualserve.images import DEFAULT_MAX_IMAGE_PIXELS
-
-from .servers import MOUNTED, Sampler, dualserve_command, running, tree_rss
-from .test_examples import EXAMPLES
+from dualserve.core.images import DEFAULT_MAX_IMAGE_PIXELS
+from tests.servers import MOUNTED, Sampler, dualserve_command, running, tree_rss
+from tests.test_examples import EXAMPLES
 
 SERVERS = ["uvicorn", "gunicorn"]
 MB = 1024 * 1024

@@ -22,10 +22,9 @@ import pytest
 from PIL import Image
 
 from dualserve import Registry
-from dualserve.service import Service
-
-from .conftest import FRONTENDS, frontend_client
-from .servers import MOUNTED, dualserve_command, running
+from dualserve.serving.service import Service
+from tests.conftest import FRONTENDS, frontend_client
+from tests.servers import MOUNTED, dualserve_command, running
 
 EXAMPLE = Path(__file__).parent.parent / "examples" / "pipeline_wrappers" / "image_generation"
 TOKEN = "hf_test_token_123"

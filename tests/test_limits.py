@@ -21,13 +21,12 @@ from starlette.testclient import TestClient
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from dualserve import BasePipelineWrapper, Registry, flask_app
-from dualserve.adapters import fastapi as fastapi_adapter
 from dualserve.cli import main
-from dualserve.service import Service
-
-from .conftest import FRONTENDS, assert_alike, frontend_client
-from .servers import MOUNTED, dualserve_command, running
-from .test_real_servers import PIPELINES, eventually
+from dualserve.frontends import fastapi as fastapi_adapter
+from dualserve.serving.service import Service
+from tests.conftest import FRONTENDS, assert_alike, frontend_client
+from tests.servers import MOUNTED, dualserve_command, running
+from tests.test_real_servers import PIPELINES, eventually
 
 STARTED: list[str] = []
 

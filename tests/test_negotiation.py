@@ -12,8 +12,8 @@ import httpx2
 import pytest
 from PIL import Image
 
-from .conftest import assert_alike
-from .wrappers import png_bytes
+from tests.conftest import assert_alike
+from tests.wrappers import png_bytes
 
 BROWSER = "text/html,application/xhtml+xml,application/xml;q=0.9,image/avif,image/webp,image/apng,*/*;q=0.8"
 

@@ -10,10 +10,9 @@ import pytest
 from openapi_spec_validator import validate
 
 from dualserve import Registry
-from dualserve.openapi import build_document
-
-from .conftest import DISPATCHED
-from .wrappers import make_wrappers
+from dualserve.serving.openapi import build_document
+from tests.conftest import DISPATCHED
+from tests.wrappers import make_wrappers
 
 EXAMPLES = Path(__file__).parent.parent / "examples" / "pipeline_wrappers"
 PREFIXES = {

@@ -8,7 +8,7 @@ import pytest
 from pydantic import BaseModel
 
 from dualserve import ValidationError
-from dualserve.params import Parameters, docstring_arguments
+from dualserve.core.params import Parameters, docstring_arguments
 
 
 class Box(BaseModel):

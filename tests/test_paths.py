@@ -9,8 +9,7 @@ import httpx2
 import pytest
 
 from dualserve import HTTPError, safe_path
-
-from .wrappers import DATA
+from tests.wrappers import DATA
 
 
 @pytest.mark.parametrize(

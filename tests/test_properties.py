@@ -30,14 +30,13 @@ from pydantic import BaseModel
 from werkzeug.http import parse_options_header
 
 from dualserve import BasePipelineWrapper, HTTPError, Media, Registry
-from dualserve.http import render
-from dualserve.negotiation import negotiate
-from dualserve.replies import FileBody, Reply
-from dualserve.requests import Request
-from dualserve.results import IMAGE_TYPES, BytesResult, ImageResult, JSONResult, PathResult, path_result, resolve
-from dualserve.service import Service
-
-from .conftest import hypothesis_settings
+from dualserve.core.http import render
+from dualserve.core.negotiation import negotiate
+from dualserve.core.reply import FileBody, Reply
+from dualserve.core.request import Request
+from dualserve.core.returns import IMAGE_TYPES, BytesResult, ImageResult, JSONResult, PathResult, path_result, resolve
+from dualserve.serving.service import Service
+from tests.conftest import hypothesis_settings
 
 JSON = "application/json"
 

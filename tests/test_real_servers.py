@@ -20,7 +20,7 @@ from urllib.parse import urlencode, urlsplit
 import httpx2
 import pytest
 
-from .servers import MOUNTED, dualserve_command, dualserve_run, running
+from tests.servers import MOUNTED, dualserve_command, dualserve_run, running
 
 PIPELINES = Path(__file__).parent / "pipelines"
 SERVERS = ["uvicorn", "gunicorn", "flask"]

@@ -14,9 +14,9 @@ import pytest
 from PIL import Image
 
 from dualserve import HTTPError, Media, ResolveError
-from dualserve.http import content_disposition, render
-from dualserve.requests import Request
-from dualserve.results import (
+from dualserve.core.http import content_disposition, render
+from dualserve.core.request import Request
+from dualserve.core.returns import (
     BytesResult,
     ImageResult,
     JSONResult,
@@ -26,10 +26,9 @@ from dualserve.results import (
     encode,
     resolve,
 )
-from dualserve.sniff import guess_from_bytes, guess_from_name
-from dualserve.streams import prime_async, prime_sync
-
-from .wrappers import DATA, png_bytes
+from dualserve.core.sniff import guess_from_bytes, guess_from_name
+from dualserve.core.streams import prime_async, prime_sync
+from tests.wrappers import DATA, png_bytes
 
 
 def wav() -> bytes:

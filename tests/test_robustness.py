@@ -8,9 +8,8 @@ import httpx2
 import pytest
 
 from dualserve import BasePipelineWrapper, Media, Registry
-
-from .conftest import assert_alike
-from .wrappers import HEAD_CLOSES
+from tests.conftest import assert_alike
+from tests.wrappers import HEAD_CLOSES
 
 FAILED = {"detail": "Pipeline execution failed"}
 
@@ -109,8 +108,7 @@ def test_routes_work_through_user_middleware_too() -> None:
     from starlette.testclient import TestClient
 
     from dualserve import fastapi_app
-
-    from .wrappers import make_wrappers
+    from tests.wrappers import make_wrappers
 
     app = fastapi_app(make_wrappers())
     seen: list[str] = []

@@ -1,7 +1,7 @@
 """Slow and malformed clients on real servers: they hold a socket, never a thread, and what the
 servers refuse is refused in the contract's JSON.
 
-gunicorn runs ``dualserve.gunicorn_worker.WholeRequestWorker`` (1 worker, 8 threads), uvicorn
+gunicorn runs ``dualserve.servers.gunicorn.WholeRequestWorker`` (1 worker, 8 threads), uvicorn
 the Flask mount of ``dualserve.bridges``; malformed chunked bodies go to `flask run` too. The
 hostile clients are raw sockets. Waits are bounded liveness checks ("answers within 2 s while they
 go on"), never speed assertions. The chunk scanner and the request reader are also checked alone,
@@ -24,7 +24,7 @@ from urllib.parse import urlsplit
 import httpx2
 import pytest
 
-from dualserve.gunicorn_worker import (
+from dualserve.servers.gunicorn import (
     MAX_CHUNK_LINE,
     MAX_HEAD,
     MAX_TRAILER_SECTION,
@@ -34,8 +34,7 @@ from dualserve.gunicorn_worker import (
     IncomingRequest,
     WholeRequestWorker,
 )
-
-from .servers import MOUNTED, Server, dualserve_command, free_port, running
+from tests.servers import MOUNTED, Server, dualserve_command, free_port, running
 
 PIPELINES = Path(__file__).parent / "pipelines"
 SERVERS = ["gunicorn", "uvicorn"]

@@ -14,9 +14,9 @@ from pathlib import Path
 
 import pytest
 
-from .servers import MOUNTED, Sampler, dualserve_command, running
-from .soak import PIPELINES, Snapshot, leftovers, load
-from .test_real_servers import eventually
+from tests.servers import MOUNTED, Sampler, dualserve_command, running
+from tests.soak import PIPELINES, Snapshot, leftovers, load
+from tests.test_real_servers import eventually
 
 SECONDS = float(os.environ.get("DUALSERVE_SOAK_SECONDS", "20"))
 WARM_UP_SECONDS = 5.0

@@ -11,10 +11,9 @@ import httpx2
 import pytest
 
 from dualserve import Registry
-from dualserve.service import Service
-
-from .conftest import FRONTENDS, frontend_client
-from .wrappers import make_wrappers
+from dualserve.serving.service import Service
+from tests.conftest import FRONTENDS, frontend_client
+from tests.wrappers import make_wrappers
 
 
 @pytest.fixture(scope="module")

@@ -15,7 +15,7 @@ from pathlib import Path
 from legacy.app import app as legacy_app
 
 from dualserve import fastapi_app
-from dualserve.bridges import WSGIMount
+from dualserve.frontends.wsgi_in_asgi import WSGIMount
 
 app = fastapi_app(Path(__file__).parent / "pipelines")
 app.add_pipeline_route("/cat.png", "cat")

@@ -21,9 +21,9 @@ from werkzeug.http import HTTP_STATUS_CODES
 from werkzeug.routing import Rule
 from werkzeug.wsgi import ClosingIterator
 
-from ..replies import FileBody, Reply, StreamBody, discard, framework_error
-from ..requests import Request
-from ..service import Service
+from ..core.reply import FileBody, Reply, StreamBody, discard, framework_error
+from ..core.request import Request
+from ..serving.service import Service
 
 __all__ = ["DualserveFlask", "create_app", "to_request", "to_response"]
 
@@ -220,7 +220,7 @@ def _without_body(environ: WSGIEnviron) -> Request:
     # Method and query string as Werkzeug's Request reads them, without building one.
     method = environ.get("REQUEST_METHOD", "GET").upper()
     query_string = environ.get("QUERY_STRING", "").encode("latin-1")
-    return Request(method, _EnvironHeaders(environ), query_string, native="werkzeug")
+    return Request(method, _EnvironHeaders(environ), query_string, framework="werkzeug")
 
 
 class _EnvironHeaders:
@@ -243,9 +243,9 @@ _UNPREFIXED = frozenset({"CONTENT_TYPE", "CONTENT_LENGTH"})
 
 def to_response(reply: Reply) -> flask.Response:
     """A Flask response sending exactly the reply's status, headers and body."""
-    if reply.native is not None:
-        native: flask.Response = reply.native
-        return native
+    if reply.passthrough is not None:
+        passthrough: flask.Response = reply.passthrough
+        return passthrough
     body = reply.body
     response: flask.Response
     headers = reply.headers
@@ -266,9 +266,9 @@ def to_response(reply: Reply) -> flask.Response:
 def _send(reply: Reply, environ: WSGIEnviron, start_response: Any) -> Iterable[bytes]:
     """Send ``reply`` as the response from :func:`to_response` sends itself, without building one:
     Werkzeug's status line, the reply's headers as they are, and no body for HEAD, 1xx, 204, 304."""
-    if reply.native is not None:
-        native: Iterable[bytes] = reply.native(environ, start_response)
-        return native
+    if reply.passthrough is not None:
+        passthrough: Iterable[bytes] = reply.passthrough(environ, start_response)
+        return passthrough
     status = reply.status_code
     body = reply.body
     if environ["REQUEST_METHOD"] == "HEAD" or 100 <= status < 200 or status in (204, 304):

@@ -24,10 +24,10 @@ from typing import Any
 from werkzeug.datastructures import MIMEAccept
 from werkzeug.http import parse_accept_header
 
-from .exceptions import HTTPError, ValidationError
+from ..exceptions import HTTPError, ValidationError
 from .images import FORMATS, format_for
-from .requests import Request
-from .results import BytesResult, ImageResult, JSONResult, ManyResult, Result, StreamResult, encode, encode_json
+from .request import Request
+from .returns import BytesResult, ImageResult, JSONResult, ManyResult, Result, StreamResult, encode, encode_json
 
 __all__ = ["CONTROLS", "negotiate"]
 

@@ -3,7 +3,7 @@
 - :func:`compose_asgi`: FastAPI at ``/`` and the Flask app at ``/flask/`` (for uvicorn).
 - :func:`compose_wsgi`: Flask at ``/`` and the FastAPI app at ``/fastapi/`` (for gunicorn, ``flask run``).
 
-Both share one :class:`~dualserve.service.Service`, so wrappers are set up once per process.
+Both share one :class:`~dualserve.serving.service.Service`, so wrappers are set up once per process.
 ``dualserve.bridges`` holds the a2wsgi layer that makes disconnects, chunked bodies, lifespan
 and the mount prefix behave on the mounted side as they do at the root.
 """
@@ -14,10 +14,11 @@ from fastapi import FastAPI
 from flask import Flask
 from werkzeug.middleware.dispatcher import DispatcherMiddleware
 
-from .adapters import fastapi as fastapi_adapter
-from .adapters import flask as flask_adapter
-from .bridges import ASGIMount, WSGIMount
-from .service import Service
+from ..serving.service import Service
+from . import fastapi as fastapi_adapter
+from . import flask as flask_adapter
+from .asgi_in_wsgi import ASGIMount
+from .wsgi_in_asgi import WSGIMount
 
 __all__ = ["FASTAPI_PREFIX", "FLASK_PREFIX", "compose_asgi", "compose_wsgi"]
 

@@ -11,7 +11,7 @@ import re
 from collections.abc import Iterable, Iterator
 from typing import Any
 
-from .exceptions import ResolveError
+from ..exceptions import ResolveError
 
 __all__ = ["RESERVED", "checked"]
 

@@ -11,8 +11,8 @@ import logging
 from collections.abc import AsyncGenerator, AsyncIterator, Generator, Iterator
 from typing import Any
 
-from .exceptions import ResolveError
-from .results import TEXT_PLAIN, StreamResult
+from ..exceptions import ResolveError
+from .returns import TEXT_PLAIN, StreamResult
 from .sniff import OCTET_STREAM
 
 __all__ = ["prime_async", "prime_sync"]

@@ -14,7 +14,7 @@ from werkzeug.exceptions import RequestEntityTooLarge
 from werkzeug.formparser import FormDataParser, default_stream_factory
 from werkzeug.http import parse_options_header
 
-from .uploads import UploadFile
+from ..uploads import UploadFile
 
 __all__ = ["FORM_TYPES", "MAX_FORM_FIELD_SIZE", "MAX_FORM_PARTS", "FormTooLarge", "is_form", "parse_form"]
 

@@ -17,9 +17,9 @@ from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any, Literal
 
-from .results import BytesResult, NativeResult, Result, StreamResult, native_family, path_result
+from .returns import BytesResult, PassthroughResult, Result, StreamResult, path_result, response_framework
 
-__all__ = ["from_native"]
+__all__ = ["read_framework_response"]
 
 # Headers recomputed by the core from the body, rather than copied.
 _RECOMPUTED = frozenset(
@@ -29,24 +29,24 @@ _STARLETTE = "starlette.responses"
 _WERKZEUG = ("werkzeug.wrappers.response", "werkzeug.sansio.response", "flask.wrappers")
 
 
-def from_native(value: Any, cleanups: list[Callable[[], object]]) -> Result | None:
+def read_framework_response(value: Any, cleanups: list[Callable[[], object]]) -> Result | None:
     """A core result for a framework response, or None when ``value`` is not one.
 
     :param cleanups: receives the response's background work, to run once the answer is over.
     """
-    family = native_family(value)
-    if family is None:
+    framework = response_framework(value)
+    if framework is None:
         return None
-    if _sends_itself(value, family):
-        return NativeResult(response=value, family=family, media_type=None)
-    if family == "starlette":
+    if _sends_itself(value, framework):
+        return PassthroughResult(response=value, framework=framework, media_type=None)
+    if framework == "starlette":
         return _from_starlette(value, cleanups)
     return _from_werkzeug(value, cleanups)
 
 
-def _sends_itself(value: Any, family: Literal["starlette", "werkzeug"]) -> bool:
+def _sends_itself(value: Any, framework: Literal["starlette", "werkzeug"]) -> bool:
     owner = next(cls for cls in type(value).__mro__ if "__call__" in vars(cls))
-    return owner.__module__ not in ((_STARLETTE,) if family == "starlette" else _WERKZEUG)
+    return owner.__module__ not in ((_STARLETTE,) if framework == "starlette" else _WERKZEUG)
 
 
 def _from_starlette(response: Any, cleanups: list[Callable[[], object]]) -> Result:

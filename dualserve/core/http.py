@@ -1,4 +1,4 @@
-"""HTTP rules: a :class:`~dualserve.results.Result` and a request become one :class:`Reply`.
+"""HTTP rules: a :class:`~dualserve.core.returns.Result` and a request become one :class:`Reply`.
 
 No web framework. This is where every visible header is decided (type, length, validators,
 ranges, caching, disposition) and where Range and conditional requests are answered, once, so
@@ -25,10 +25,10 @@ import xxhash
 from werkzeug.datastructures import Range
 from werkzeug.http import parse_date, parse_etags, parse_range_header
 
-from .media import safe_filename
-from .replies import FileBody, Reply, StreamBody, error_reply
-from .requests import Request
-from .results import BytesResult, PathResult, Result, StreamResult
+from ..media import safe_filename
+from .reply import FileBody, Reply, StreamBody, error_reply
+from .request import Request
+from .returns import BytesResult, PathResult, Result, StreamResult
 
 __all__ = ["content_disposition", "etag_for_bytes", "render"]
 

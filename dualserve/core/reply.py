@@ -17,8 +17,8 @@ from http import HTTPStatus
 from pathlib import Path
 from typing import Any
 
-from .aio import portal
-from .results import encode_json
+from ..serving.aio import portal
+from .returns import encode_json
 
 __all__ = [
     "JSON_HEADERS",
@@ -64,7 +64,7 @@ class Reply:
     headers: list[tuple[str, str]]
     body: bytes | FileBody | StreamBody = b""
     #: A framework response to return untouched (a wrapper returned its frontend's own Response).
-    native: Any = None
+    passthrough: Any = None
     #: Run once the response is over, whether finished, aborted, answered by HEAD or 304.
     cleanups: list[Callable[[], object]] = field(default_factory=list)
 
@@ -206,7 +206,7 @@ def wire_error(status_code: int, detail: str | None = None) -> bytes:
 
 def for_method(reply: Reply, method: str) -> Reply:
     """The reply as ``method`` gets it: a HEAD answer has the headers (Content-Length included)
-    and no body. Streams and files are dropped by ``dualserve.http``, which knows how to close them."""
+    and no body. Streams and files are dropped by ``dualserve.core.http``, which knows how to close them."""
     if method == "HEAD" and isinstance(reply.body, bytes):
         reply.body = b""
     return reply

@@ -3,7 +3,7 @@
 This module is the framework-free heart of dualserve, in the spirit of ``flask/sansio``: it
 cannot import a web framework and cannot do request or response IO. It only looks at the value
 (reading a file's metadata, or its first bytes to sniff a type) and decides what a client will
-be sent. ``dualserve.http`` then turns a Result and a request into status, headers and a body.
+be sent. ``dualserve.core.http`` then turns a Result and a request into status, headers and a body.
 """
 
 from __future__ import annotations
@@ -19,11 +19,11 @@ from typing import Any, ClassVar, Literal
 
 import pydantic_core
 
-from .exceptions import HTTPError, ResolveError
+from ..exceptions import HTTPError, ResolveError
+from ..media import Media
+from ..paths import safe_path
 from .header_fields import checked
 from .images import FORMATS, check_image, encode_image, format_for, is_image
-from .media import Media
-from .paths import safe_path
 from .sniff import OCTET_STREAM, guess_from_bytes, guess_from_name
 
 __all__ = [
@@ -32,7 +32,7 @@ __all__ = [
     "ImageResult",
     "ManyResult",
     "JSONResult",
-    "NativeResult",
+    "PassthroughResult",
     "PathResult",
     "Result",
     "StreamResult",
@@ -40,7 +40,7 @@ __all__ = [
     "encode",
     "encode_json",
     "is_blocking",
-    "native_family",
+    "response_framework",
     "path_result",
     "resolve",
 ]
@@ -57,7 +57,7 @@ IMAGE_TYPES = ("image/png", "image/jpeg", "image/webp")
 
 @dataclass(frozen=True, kw_only=True)
 class Result:
-    """What to send for a full ``GET``; the HTTP rules in ``dualserve.http`` refine it per request."""
+    """What to send for a full ``GET``; the HTTP rules in ``dualserve.core.http`` refine it per request."""
 
     #: Media results get validators (ETag), byte ranges and ``Cache-Control``; JSON answers stay lean.
     is_media: ClassVar[bool] = True
@@ -115,11 +115,11 @@ class ManyResult(Result):
 
 
 @dataclass(frozen=True, kw_only=True)
-class NativeResult(Result):
+class PassthroughResult(Result):
     """A framework's own response object, passed through on the frontend of that framework."""
 
     response: Any
-    family: Literal["starlette", "werkzeug"]
+    framework: Literal["starlette", "werkzeug"]
 
 
 def resolve(value: Any, declared: tuple[str, ...] = ()) -> Result:
@@ -148,9 +148,9 @@ def resolve(value: Any, declared: tuple[str, ...] = ()) -> Result:
         return StreamResult(chunks=_read_file(value), media_type=media_type)
     if isinstance(value, (Iterator, AsyncIterator)):
         return StreamResult(chunks=value, media_type=media_type)
-    family = native_family(value)
-    if family is not None:
-        return NativeResult(response=value, family=family, media_type=None)
+    framework = response_framework(value)
+    if framework is not None:
+        return PassthroughResult(response=value, framework=framework, media_type=None)
     # Everything else, str included (a str is never a path), is data for the client as JSON.
     return JSONResult(body=encode_json(value), media_type=JSON)
 
@@ -168,7 +168,7 @@ def encode_json(value: Any) -> bytes:
         ) from exc
 
 
-def native_family(value: Any) -> Literal["starlette", "werkzeug"] | None:
+def response_framework(value: Any) -> Literal["starlette", "werkzeug"] | None:
     """Which framework a response object belongs to, found without importing either."""
     for cls in type(value).__mro__:
         if cls.__name__ == "Response":
@@ -215,7 +215,7 @@ def _media_result(media: Media, content: Any, declared: tuple[str, ...]) -> Resu
         result: Result = _image(content, declared, media.format, media.quality)
     else:
         result = resolve(content, (media.media_type,) if media.media_type else declared)
-    if isinstance(result, NativeResult):
+    if isinstance(result, PassthroughResult):
         raise ResolveError("Media(content=...) cannot wrap a framework Response; return the Response itself.")
     if media.delete_after and not isinstance(result, PathResult):
         raise ResolveError("Media(delete_after=True) needs a path as content.")

@@ -6,7 +6,7 @@ import os
 from pathlib import Path
 from typing import TypedDict
 
-from .exceptions import LoadError
+from ..exceptions import LoadError
 
 __all__ = [
     "DEBUG_ENV",
@@ -32,7 +32,7 @@ MAX_IMAGE_PIXELS_ENV = "DUALSERVE_MAX_IMAGE_PIXELS"
 
 class Settings(TypedDict, total=False):
     """The app factories' keyword settings; one left out, or ``None``, takes the default of
-    :class:`~dualserve.service.Service`.
+    :class:`~dualserve.serving.service.Service`.
 
     ``debug``: name the exception in 500 answers. ``max_body_size``: the largest request body in
     bytes (64 MiB); larger ones get 413. ``timeout``: seconds a pipeline may take to answer; past

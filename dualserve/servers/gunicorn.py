@@ -48,10 +48,10 @@ from gunicorn.http.unreader import SocketUnreader
 from gunicorn.http2 import negotiation
 from gunicorn.workers.gthread import TConn, ThreadWorker
 
-from .bridges import SPOOL_SIZE, Spool
-from .config import settings
-from .replies import malformed_detail, too_large_detail, wire_error
-from .service import DEFAULT_MAX_BODY_SIZE
+from ..core.reply import malformed_detail, too_large_detail, wire_error
+from ..serving.bodies import SPOOL_SIZE, Spool
+from ..serving.config import settings
+from ..serving.service import DEFAULT_MAX_BODY_SIZE
 
 __all__ = [
     "MAX_CHUNK_LINE",
@@ -452,7 +452,7 @@ class _CapturedAnswer:
 
 class WholeRequestWorker(ThreadWorker):  # type: ignore[misc]
     """gunicorn's ``gthread`` worker, giving a pool thread only to a request that has arrived
-    whole; use it with ``gunicorn -k dualserve.gunicorn_worker.WholeRequestWorker``."""
+    whole; use it with ``gunicorn -k dualserve.servers.gunicorn.WholeRequestWorker``."""
 
     #: How long a request may take to arrive; a subclass may set its own.
     deadlines = Deadlines()

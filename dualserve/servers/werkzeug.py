@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from werkzeug.serving import WSGIRequestHandler
 
-from .replies import wire_error
+from ..core.reply import wire_error
 
 __all__ = ["JSONErrorRequestHandler"]
 

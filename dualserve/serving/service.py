@@ -1,6 +1,6 @@
 """The service every frontend puts on the wire: routes' decisions, runs, errors. No web framework.
 
-An adapter builds a :class:`~dualserve.requests.Request`, asks :meth:`Service.prepare` for a
+An adapter builds a :class:`~dualserve.core.request.Request`, asks :meth:`Service.prepare` for a
 :class:`Call` (or an immediate :class:`Reply`: 404, 405, 422 ...), then runs the call the way its
 framework runs code: :meth:`Call.run_sync` in a worker thread, or :meth:`Call.run_async` on an
 event loop with sync work sent to threads. Both end in the same Reply.
@@ -21,19 +21,14 @@ from typing import Any
 
 from werkzeug.exceptions import HTTPException as WerkzeugHTTPException
 
-from .aio import portal
-from .exceptions import HTTPError, ResolveError
-from .forms import FormTooLarge, is_form, parse_form
-from .header_fields import checked
-from .http import render
-from .images import DEFAULT_MAX_IMAGE_PIXELS, bomb_detail, is_bomb, limit_pixels
-from .limits import Slots
-from .natives import from_native
-from .negotiation import negotiate
-from .openapi import build_document
-from .pages import asset, page
-from .pipelines import Pipeline, Registry, is_valid_name
-from .replies import (
+from ..core.forms import FormTooLarge, is_form, parse_form
+from ..core.framework_responses import read_framework_response
+from ..core.header_fields import checked
+from ..core.http import render
+from ..core.images import DEFAULT_MAX_IMAGE_PIXELS, bomb_detail, is_bomb, limit_pixels
+from ..core.limits import Slots
+from ..core.negotiation import negotiate
+from ..core.reply import (
     JSON_HEADERS,
     Reply,
     body_malformed,
@@ -44,10 +39,15 @@ from .replies import (
     for_method,
     json_reply,
 )
-from .requests import Request
-from .results import NativeResult, Result, StreamResult, encode_json, is_blocking, path_result, resolve
-from .streams import prime_async, prime_sync
-from .uploads import UploadFile
+from ..core.request import Request
+from ..core.returns import PassthroughResult, Result, StreamResult, encode_json, is_blocking, path_result, resolve
+from ..core.streams import prime_async, prime_sync
+from ..exceptions import HTTPError, ResolveError
+from ..uploads import UploadFile
+from .aio import portal
+from .openapi import build_document
+from .pages import asset, page
+from .pipelines import Pipeline, Registry, is_valid_name
 
 __all__ = ["DEFAULT_MAX_BODY_SIZE", "DEFAULT_THREADS", "LOOP_PARSE_LIMIT", "Call", "Service", "ToThread"]
 
@@ -113,10 +113,10 @@ class Service:
         self._contexts: dict[str, Callable[[], AbstractContextManager[object]]] = {}
         self._documents: dict[str, bytes] = {}
 
-    def provide_context(self, family: str, context: Callable[[], AbstractContextManager[object]]) -> None:
-        """Register the context a wrapper that uses ``family`` ("werkzeug") needs to run, such as a
+    def provide_context(self, framework: str, context: Callable[[], AbstractContextManager[object]]) -> None:
+        """Register the context a wrapper that uses ``framework`` ("werkzeug") needs to run, such as a
         Flask request context for ``flask.send_file``; the Flask adapter registers its own."""
-        self._contexts[family] = context
+        self._contexts[framework] = context
 
     def context_for(self, pipeline: Pipeline) -> AbstractContextManager[object]:
         if pipeline.uses_flask and "werkzeug" in self._contexts:
@@ -355,8 +355,8 @@ class Call:
 
     def _resolve(self, value: Any) -> Result:
         result = resolve(value, self.pipeline.media_types)
-        if isinstance(result, NativeResult):
-            result = from_native(result.response, self.cleanups) or result
+        if isinstance(result, PassthroughResult):
+            result = read_framework_response(result.response, self.cleanups) or result
         result = negotiate(result, self.request, self.pipeline.name, self.pipeline.controls)
         if isinstance(result, StreamResult):
             self._hold_stream_slot(result)
@@ -375,11 +375,11 @@ class Call:
         self.cleanups.append(self.service.streams.give_back)
 
     def _render(self, result: Result) -> Reply:
-        if isinstance(result, NativeResult):
-            if result.family != self.request.native:
+        if isinstance(result, PassthroughResult):
+            if result.framework != self.request.framework:
                 raise ResolveError(
-                    f"run_api returned a {result.family} {type(result.response).__name__}, which this frontend "
+                    f"run_api returned a {result.framework} {type(result.response).__name__}, which this frontend "
                     f"cannot send; return bytes, a Path, an iterator or a Media to be served by every frontend."
                 )
-            return Reply(result.status_code, [], native=result.response)
+            return Reply(result.status_code, [], passthrough=result.response)
         return render(result, self.request)

@@ -18,8 +18,8 @@ from typing import Any
 import pydantic
 from pydantic import BaseModel, Field, create_model
 
-from .exceptions import ValidationError
-from .uploads import UploadFile
+from ..exceptions import ValidationError
+from ..uploads import UploadFile
 
 __all__ = ["Parameters", "docstring_arguments"]
 

@@ -13,7 +13,7 @@ from pathlib import Path
 
 __all__ = ["asset", "page"]
 
-STATIC = Path(__file__).parent / "static"
+STATIC = Path(__file__).parent.parent / "static"
 
 
 def _swagger_dist() -> Path:

@@ -30,10 +30,10 @@ from starlette.responses import Response
 from starlette.routing import Mount, Route
 from starlette.types import Message, Receive, Scope, Send
 
-from ..openapi import build_document
-from ..replies import FileBody, Reply, StreamBody, discard_late, framework_error
-from ..requests import Request
-from ..service import LOOP_PARSE_LIMIT, Service
+from ..core.reply import FileBody, Reply, StreamBody, discard_late, framework_error
+from ..core.request import Request
+from ..serving.openapi import build_document
+from ..serving.service import LOOP_PARSE_LIMIT, Service
 
 __all__ = ["DualserveFastAPI", "create_app", "to_request", "to_response"]
 
@@ -273,9 +273,9 @@ class _JoinedHeaders:
 
 def to_response(reply: Reply) -> Response:
     """A Starlette response sending exactly the reply's status, headers and body."""
-    if reply.native is not None:
-        native: Response = reply.native
-        return native
+    if reply.passthrough is not None:
+        passthrough: Response = reply.passthrough
+        return passthrough
     return _ReplyResponse(reply)
 
 

@@ -8,7 +8,7 @@ refuses itself (a malformed request line or header, a malformed chunked body) in
 JSON shape instead of text. After a chunked body, trailers over :data:`MAX_TRAILERS` bytes are a
 400 (uvicorn appended them to the request's headers, which the app had already been given), and
 so is a body that is mostly chunk framing. ``dualserve run`` serves with it; with uvicorn's own command, pass
-``--http dualserve.uvicorn_protocol:BoundedHttpToolsProtocol``.
+``--http dualserve.servers.uvicorn:BoundedHttpToolsProtocol``.
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ from typing import Any
 
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
-from .replies import malformed_detail, wire_error
+from ..core.reply import malformed_detail, wire_error
 
 __all__ = [
     "FRAMING_ALLOWANCE",

@@ -20,10 +20,10 @@ from typing import Any
 
 from pydantic import TypeAdapter
 
-from . import __version__
-from .media import Media
+from ..__version__ import __version__
+from ..core.returns import IMAGE_TYPES
+from ..media import Media
 from .pipelines import Pipeline, Registry
-from .results import IMAGE_TYPES
 
 __all__ = ["build_document"]
 

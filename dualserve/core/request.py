@@ -25,7 +25,7 @@ class Request:
     :param headers: case-insensitive request headers.
     :param query_string: the raw query string, as the server received it.
     :param body: the raw body, read in full under the size limit.
-    :param native: the framework family of the frontend that received it.
+    :param framework: whose response objects the frontend that received it can pass through.
     """
 
     method: str
@@ -33,7 +33,7 @@ class Request:
     query_string: bytes = b""
     body: bytes = b""
     #: Whose response objects this frontend can pass through untouched: "starlette" or "werkzeug".
-    native: str = ""
+    framework: str = ""
     #: Values from the route's own path, for a pipeline served at a path of its own (GET only).
     path_params: Sequence[tuple[str, str]] = ()
 

@@ -20,11 +20,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from ..core.negotiation import CONTROLS
+from ..core.params import Parameters
+from ..exceptions import LoadError
+from ..wrapper import BasePipelineWrapper, SupportsRunApi, declared_media_types
 from .aio import portal
-from .exceptions import LoadError
-from .negotiation import CONTROLS
-from .params import Parameters
-from .wrapper import BasePipelineWrapper, SupportsRunApi, declared_media_types
 
 __all__ = ["RESERVED_NAMES", "WRAPPER_FILE", "Pipeline", "Registry", "is_valid_name", "load_wrapper"]
 

@@ -1,0 +1,1 @@
+"""The frontends: one module per framework and per mount direction, translation only."""

@@ -1,0 +1,1 @@
+"""Each server's own edge, where the server decides before any frontend sees a request."""
