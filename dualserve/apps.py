@@ -17,10 +17,10 @@ from .serving.service import Service
 
 if TYPE_CHECKING:
     from fastapi import FastAPI
-    from flask import Flask
     from typing_extensions import Unpack
 
     from .frontends.fastapi import DualserveFastAPI
+    from .frontends.flask import DualserveFlask
 
 __all__ = ["PipelinesSource", "asgi_app", "fastapi_app", "flask_app", "wsgi_app"]
 
@@ -40,7 +40,7 @@ def fastapi_app(pipelines: PipelinesSource, **settings: Unpack[Settings]) -> Dua
     return fastapi.create_app(_service(pipelines, settings))
 
 
-def flask_app(pipelines: PipelinesSource, **settings: Unpack[Settings]) -> Flask:
+def flask_app(pipelines: PipelinesSource, **settings: Unpack[Settings]) -> DualserveFlask:
     """The Flask frontend alone; parameters as for :func:`fastapi_app`."""
     from .frontends import flask
 
@@ -54,7 +54,7 @@ def asgi_app(pipelines: PipelinesSource, **settings: Unpack[Settings]) -> FastAP
     return compose_asgi(_service(pipelines, settings))
 
 
-def wsgi_app(pipelines: PipelinesSource, **settings: Unpack[Settings]) -> Flask:
+def wsgi_app(pipelines: PipelinesSource, **settings: Unpack[Settings]) -> DualserveFlask:
     """Flask at ``/`` and FastAPI at ``/fastapi/`` in one WSGI app, for gunicorn and ``flask run``."""
     from .frontends.compose import compose_wsgi
 

@@ -19,10 +19,11 @@ from starlette.responses import Response
 from starlette.testclient import TestClient
 from starlette.types import Message, Receive, Scope, Send
 
-from dualserve import BasePipelineWrapper, fastapi_app, flask_app
+from dualserve import BasePipelineWrapper, Registry, fastapi_app, flask_app
 from dualserve.core.reply import Reply, StreamBody
 from dualserve.frontends import flask as flask_adapter
 from dualserve.frontends.fastapi import to_response
+from dualserve.serving import files
 from dualserve.serving.service import Service
 from tests.wrappers import TempFileWrapper
 
@@ -108,7 +109,7 @@ def test_a_send_that_raises_because_the_client_left_ends_the_response_quietly(
 
     scope: Scope = {"type": "http", "method": "GET"}
     with caplog.at_level(logging.DEBUG, logger="dualserve"):
-        anyio.run(to_response(reply), scope, receive, send)
+        anyio.run(to_response(reply, Service(Registry.from_wrappers({}))), scope, receive, send)
     assert [message["type"] for message in sent] == ["http.response.start"]
     assert closed == ([""] if body == "bytes" else ["generator", ""])
     assert caplog.records == []
@@ -192,7 +193,10 @@ CUSTOMISATIONS = [
     pytest.param(lambda app: app.url_value_preprocessor(lambda endpoint, values: None), id="url_value_preprocessor"),
     pytest.param(lambda app: app.teardown_appcontext(lambda exc: None), id="teardown_appcontext"),
     pytest.param(lambda app: app.register_error_handler(ValueError, lambda exc: ("", 500)), id="error_handler"),
-    pytest.param(lambda app: app.view_functions.update({"run:bytes": lambda: "mine"}), id="view_replaced"),
+    pytest.param(
+        lambda app: app.view_functions.update({"dualserve:/{pipeline}/run": lambda pipeline: "mine"}),
+        id="view_replaced",
+    ),
     pytest.param(_setting("SECRET_KEY", "session"), id="secret_key"),
     pytest.param(_setting("SERVER_NAME", "localhost"), id="server_name"),
     pytest.param(_setting("TRUSTED_HOSTS", ["localhost"]), id="trusted_hosts"),
@@ -257,7 +261,9 @@ def test_a_send_that_fails_for_another_reason_is_not_taken_for_a_client_that_lef
 
     reply = Reply(200, [("content-type", "application/octet-stream")], b"whole")
     with pytest.raises(OSError) as raised:
-        anyio.run(to_response(reply), {"type": "http", "method": "GET"}, receive, send)
+        anyio.run(
+            to_response(reply, Service(Registry.from_wrappers({}))), {"type": "http", "method": "GET"}, receive, send
+        )
     assert raised.value.errno == errno.ENOSPC
 
 
@@ -271,7 +277,8 @@ def test_a_file_that_cannot_be_opened_at_send_time_is_a_json_500_and_still_delet
     app = flask_app({"temp_file": TempFileWrapper()})
     if hooked:
         app.before_request(lambda: None)
-    monkeypatch.setattr(flask_adapter._RangeFile, "__init__", too_many_files)
+    # The file is there when the run ends, and cannot be opened when it is to be sent.
+    monkeypatch.setattr(files, "open", too_many_files, raising=False)
     response = app.test_client().get("/temp_file/run", query_string={"directory": str(tmp_path)})
     assert response.status_code == 500
     assert response.get_json() == {"detail": "Internal Server Error"}

@@ -24,7 +24,8 @@ from urllib.parse import urlsplit
 import httpx2
 import pytest
 
-from dualserve.servers.gunicorn import (
+from dualserve.servers.gunicorn import WholeRequestWorker
+from dualserve.serving.framing import (
     MAX_CHUNK_LINE,
     MAX_HEAD,
     MAX_TRAILER_SECTION,
@@ -32,7 +33,6 @@ from dualserve.servers.gunicorn import (
     Deadlines,
     FramingError,
     IncomingRequest,
-    WholeRequestWorker,
 )
 from tests.servers import MOUNTED, Server, dualserve_command, free_port, running
 

@@ -26,7 +26,7 @@ from werkzeug.datastructures import Range
 from werkzeug.http import parse_date, parse_etags, parse_range_header
 
 from ..media import safe_filename
-from .reply import FileBody, Reply, StreamBody, error_reply
+from .reply import FileBody, Reply, StreamBody, error_reply, for_method
 from .request import Request
 from .returns import BytesResult, PathResult, Result, StreamResult
 
@@ -49,9 +49,7 @@ def render(result: Result, request: Request) -> Reply:
         reply = _render_representation(result, request, cleanups)
     else:
         raise TypeError(f"render() cannot send a {type(result).__name__}.")
-    if request.method == "HEAD":
-        _drop_body(reply)
-    return reply
+    return for_method(reply, request.method)
 
 
 def _render_representation(
@@ -174,18 +172,6 @@ def _if_range_holds(header: str, etag: str, mtime: int | None) -> bool:
         return header == etag
     date = parse_date(header)
     return date is not None and mtime is not None and int(date.timestamp()) == mtime
-
-
-def _drop_body(reply: Reply) -> None:
-    # HEAD: the headers GET would get, no body; a stream still has to be closed.
-    if isinstance(reply.body, StreamBody):
-        chunks = reply.body.chunks
-        reply.cleanups.insert(0, chunks.aclose if hasattr(chunks, "aclose") else getattr(chunks, "close", _nothing))
-    reply.body = b""
-
-
-def _nothing() -> None:
-    return None
 
 
 def _unquote(etag: str) -> str:

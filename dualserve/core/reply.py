@@ -19,12 +19,14 @@ from typing import Any
 
 from ..serving.aio import portal
 from .returns import encode_json
+from .streams import closer
 
 __all__ = [
     "JSON_HEADERS",
     "FileBody",
     "Reply",
     "StreamBody",
+    "BODILESS",
     "adiscard",
     "body_malformed",
     "body_too_large",
@@ -37,6 +39,7 @@ __all__ = [
     "malformed_detail",
     "too_large_detail",
     "wire_error",
+    "without_body",
 ]
 
 logger = logging.getLogger("dualserve")
@@ -88,35 +91,49 @@ class Reply:
         return cleanups
 
 
+def without_body(reply: Reply) -> Reply:
+    """The reply with no body: its headers (Content-Length included) stay as they are. A stream
+    is closed first thing among the cleanups (its generator's ``finally`` runs), a file is
+    simply not read."""
+    if isinstance(reply.body, StreamBody):
+        close = closer(reply.body.chunks)
+        if close is not None:
+            reply.cleanups.insert(0, close)
+    reply.body = b""
+    return reply
+
+
+#: Statuses that never carry a body (RFC 9110 6.4.1).
+BODILESS = frozenset({204, 304})
+
+
+def for_method(reply: Reply, method: str) -> Reply:
+    """The reply as ``method`` gets it: the one rule for HEAD (the headers GET would get, no
+    body) and for the statuses that have no body (1xx, 204, 304). Every answer passes here once."""
+    if method == "HEAD" or reply.status_code in BODILESS or reply.status_code < 200:
+        return without_body(reply)
+    return reply
+
+
 def discard(reply: Reply) -> None:
     """Throw away a reply nobody will send (a pipeline that answered too late), closing its body."""
-    if isinstance(reply.body, StreamBody):
-        close = getattr(reply.body.chunks, "close", None)
-        if close is not None:
-            _call_logged(close)
-    reply.close()
+    without_body(reply).close()
 
 
-async def adiscard(reply: Reply) -> None:
-    """:func:`discard` from an event loop: blocking closes go to a thread."""
-    if isinstance(reply.body, StreamBody):
-        chunks = reply.body.chunks
-        if hasattr(chunks, "aclose"):
-            await _await_logged(chunks.aclose(), chunks)
-        elif hasattr(chunks, "close"):
-            await asyncio.to_thread(_call_logged, chunks.close)
-    await reply.aclose(asyncio.to_thread)
+async def adiscard(reply: Reply, to_thread: Callable[..., Awaitable[Any]] = asyncio.to_thread) -> None:
+    """:func:`discard` from an event loop: blocking closes go to a thread through ``to_thread``."""
+    await without_body(reply).aclose(to_thread)
 
 
-def discard_late(future: asyncio.Future[Any]) -> None:
+def discard_late(future: asyncio.Future[Any], to_thread: Callable[..., Awaitable[Any]] = asyncio.to_thread) -> None:
     """A done-callback for work whose requester stopped waiting (a timeout, a cancelled request):
     a Reply it made after all is thrown away properly, so its cleanups still run (a stream slot
-    given back, a temp file deleted)."""
+    given back, a temp file deleted). Bind ``to_thread`` to the pool that should close it."""
     if future.cancelled() or future.exception() is not None:
         return
     late = future.result()
     if isinstance(late, Reply):
-        task = asyncio.ensure_future(adiscard(late))
+        task = asyncio.ensure_future(adiscard(late, to_thread))
         _DISCARDING.add(task)  # a reference, so the task is not collected before it runs
         task.add_done_callback(_DISCARDING.discard)
 
@@ -202,14 +219,6 @@ def wire_error(status_code: int, detail: str | None = None) -> bytes:
     assert isinstance(reply.body, bytes)
     head = "".join(f"{name}: {value}\r\n" for name, value in [*reply.headers, ("connection", "close")])
     return f"HTTP/1.1 {status_code} {phrase}\r\n{head}\r\n".encode("latin-1") + reply.body
-
-
-def for_method(reply: Reply, method: str) -> Reply:
-    """The reply as ``method`` gets it: a HEAD answer has the headers (Content-Length included)
-    and no body. Streams and files are dropped by ``dualserve.core.http``, which knows how to close them."""
-    if method == "HEAD" and isinstance(reply.body, bytes):
-        reply.body = b""
-    return reply
 
 
 def _call_logged(cleanup: Callable[[], object]) -> object:

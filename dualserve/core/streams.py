@@ -8,14 +8,14 @@ from __future__ import annotations
 
 import dataclasses
 import logging
-from collections.abc import AsyncGenerator, AsyncIterator, Generator, Iterator
+from collections.abc import AsyncGenerator, AsyncIterator, Callable, Generator, Iterator
 from typing import Any
 
 from ..exceptions import ResolveError
 from .returns import TEXT_PLAIN, StreamResult
 from .sniff import OCTET_STREAM
 
-__all__ = ["prime_async", "prime_sync"]
+__all__ = ["aclose_iterator", "close_iterator", "closer", "prime_async", "prime_sync"]
 
 
 def prime_sync(result: StreamResult, label: str = "a stream") -> StreamResult:
@@ -39,9 +39,7 @@ async def prime_async(result: StreamResult, label: str = "a stream") -> StreamRe
         first = await anext(chunks, _END)
         head = b"" if first is _END else _chunk(first)
     except BaseException:
-        aclose = getattr(chunks, "aclose", None)
-        if aclose is not None:
-            await aclose()
+        await aclose_iterator(chunks)
         raise
     return dataclasses.replace(result, chunks=_APrimed(head, chunks, label), media_type=_stream_type(result, first))
 
@@ -79,9 +77,7 @@ class _APrimed(AsyncIterator[bytes]):
         try:
             await self._chunks.aclose()
         finally:
-            aclose = getattr(self._rest, "aclose", None)
-            if aclose is not None:
-                await aclose()
+            await aclose_iterator(self._rest)
 
 
 _END = object()
@@ -128,9 +124,7 @@ async def _aencoded(head: bytes, rest: AsyncIterator[Any], label: str) -> AsyncG
         _log_cut(label, sent)
         raise
     finally:
-        aclose = getattr(rest, "aclose", None)
-        if aclose is not None:
-            await aclose()
+        await aclose_iterator(rest)
 
 
 def _chunk(chunk: Any) -> bytes:
@@ -149,7 +143,24 @@ def _nonempty(chunk: bytes) -> tuple[bytes, ...]:
     return (chunk,) if chunk else ()
 
 
-def _close(iterator: Iterator[Any]) -> None:
+def close_iterator(iterator: object) -> None:
+    """Close a sync iterator if it can be closed (a generator's ``finally`` runs now, not at GC)."""
     close = getattr(iterator, "close", None)
     if close is not None:
         close()
+
+
+async def aclose_iterator(iterator: object) -> None:
+    """Close an async iterator if it can be closed."""
+    aclose = getattr(iterator, "aclose", None)
+    if aclose is not None:
+        await aclose()
+
+
+def closer(iterator: object) -> Callable[[], object] | None:
+    """What closes ``iterator``, sync or async (a coroutine function then), or ``None``."""
+    close: Callable[[], object] | None = getattr(iterator, "aclose", None) or getattr(iterator, "close", None)
+    return close
+
+
+_close = close_iterator

@@ -4,16 +4,16 @@
 - :func:`compose_wsgi`: Flask at ``/`` and the FastAPI app at ``/fastapi/`` (for gunicorn, ``flask run``).
 
 Both share one :class:`~dualserve.serving.service.Service`, so wrappers are set up once per process.
-``dualserve.bridges`` holds the a2wsgi layer that makes disconnects, chunked bodies, lifespan
+``wsgi_in_asgi`` and ``asgi_in_wsgi`` hold the a2wsgi layer that makes disconnects, chunked bodies, lifespan
 and the mount prefix behave on the mounted side as they do at the root.
 """
 
 from __future__ import annotations
 
 from fastapi import FastAPI
-from flask import Flask
 from werkzeug.middleware.dispatcher import DispatcherMiddleware
 
+from ..core.routes import FASTAPI_PREFIX, FLASK_PREFIX
 from ..serving.service import Service
 from . import fastapi as fastapi_adapter
 from . import flask as flask_adapter
@@ -21,9 +21,6 @@ from .asgi_in_wsgi import ASGIMount
 from .wsgi_in_asgi import WSGIMount
 
 __all__ = ["FASTAPI_PREFIX", "FLASK_PREFIX", "compose_asgi", "compose_wsgi"]
-
-FLASK_PREFIX = "/flask"
-FASTAPI_PREFIX = "/fastapi"
 
 
 def compose_asgi(service: Service) -> FastAPI:
@@ -34,7 +31,7 @@ def compose_asgi(service: Service) -> FastAPI:
     return app
 
 
-def compose_wsgi(service: Service) -> Flask:
+def compose_wsgi(service: Service) -> flask_adapter.DualserveFlask:
     """Flask serving ``service`` at ``/``, with the FastAPI frontend mounted at ``/fastapi``."""
     app = flask_adapter.create_app(service)
     inner = ASGIMount(fastapi_adapter.create_app(service), max_body_size=service.max_body_size)

@@ -1,27 +1,20 @@
 """The FastAPI frontend: ASGI requests in, core Replies out as Starlette responses. Translation only.
 
-The pipeline routes are plain ASGI endpoints: every method reaches the core (which answers 405
-with a stable ``Allow``), and FastAPI's dependency and validation machinery, which would
-second-guess the core, is not in the way. While nobody has added middleware to the app, those two
-routes are answered before FastAPI's middleware stack too, which adds nothing to them; everything
-else (user routes, the 404 for unknown paths) goes through FastAPI as usual.
-
-Sync work goes to a plain ``ThreadPoolExecutor``: under load, one hop costs about a third of
-``anyio.to_thread.run_sync``'s (13 against 39 microseconds here, 32 requests in flight).
+Every route of :data:`~dualserve.core.routes.ROUTES` is a plain ASGI endpoint: every method
+reaches the core (which answers 405 with a stable ``Allow``), and FastAPI's dependency and
+validation machinery, which would second-guess the core, is not in the way. While nobody has
+added middleware to the app, they are answered before FastAPI's middleware stack too, which adds
+nothing to them; everything else (user routes, the 404 for unknown paths) goes through FastAPI.
 """
 
 from __future__ import annotations
 
-import asyncio
-import contextvars
-import dataclasses
-import functools
 import logging
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
-from concurrent.futures import ThreadPoolExecutor
-from typing import Any, TypeVar
+from collections.abc import AsyncIterator, Iterator
+from typing import Any
 
 import anyio
+import anyio.lowlevel
 from fastapi import FastAPI
 from starlette.datastructures import Headers
 from starlette.exceptions import HTTPException
@@ -30,43 +23,31 @@ from starlette.responses import Response
 from starlette.routing import Mount, Route
 from starlette.types import Message, Receive, Scope, Send
 
-from ..core.reply import FileBody, Reply, StreamBody, discard_late, framework_error
+from ..core import routes
+from ..core.reply import FileBody, Reply, StreamBody, framework_error
 from ..core.request import Request
+from ..core.returns import FILE_CHUNK_SIZE
+from ..core.streams import aclose_iterator, close_iterator
+from ..serving.bodies import aread_body, declared_length
+from ..serving.files import RangeFile
 from ..serving.openapi import build_document
 from ..serving.service import LOOP_PARSE_LIMIT, Service
 
 __all__ = ["DualserveFastAPI", "create_app", "to_request", "to_response"]
 
-FILE_CHUNK_SIZE = 1024 * 1024
 logger = logging.getLogger("dualserve")
-T = TypeVar("T")
 
 
 def create_app(service: Service) -> DualserveFastAPI:
-    """A FastAPI app serving ``service``: ``/{name}/run`` and ``/status``."""
-    endpoints = _Endpoints(service)
-    app = DualserveFastAPI(endpoints, title="dualserve", docs_url=None, redoc_url=None, openapi_url=None)
+    """A FastAPI app serving ``service``: every route of the core's table."""
+    app = DualserveFastAPI(service, title="dualserve", docs_url=None, redoc_url=None, openapi_url=None)
     # Flask does not redirect /status/ to /status; neither do we, so both answer 404 alike.
     app.router.redirect_slashes = False
-    app.router.routes += [
-        Route("/status", _Raw(endpoints.status)),
-        Route("/{name}/run", _Raw(endpoints.run_route)),
-        Route("/openapi.json", _Raw(endpoints.openapi)),
-        *(
-            Route(path, _Raw(functools.partial(endpoints.page_route, page)))
-            for page in ("docs", "ui")
-            for path in (f"/{page}", f"/{page}/{{filename}}")
-        ),
-    ]
+    app.router.routes += [Route(route.path, _Endpoint(service, route)) for route in routes.ROUTES]
     # FastAPI's own app.openapi() (used by tools and tests) gives the same document as /openapi.json.
     app.openapi = lambda: build_document(service.registry)  # type: ignore[method-assign]
     app.add_exception_handler(HTTPException, _http_exception)
     app.state.dualserve = service
-    if any(pipeline.uses_flask for pipeline in service.registry.pipelines.values()):
-        # Such a wrapper imported Flask already; its helpers need a Flask context to run in.
-        from . import flask as flask_adapter
-
-        flask_adapter.provide_context(service)
     return app
 
 
@@ -74,22 +55,19 @@ class DualserveFastAPI(FastAPI):
     """FastAPI, with dualserve's own routes and mounts answered ahead of the middleware stack
     for as long as nobody has added middleware to the app."""
 
-    def add_pipeline_route(self, path: str, name: str) -> None:
-        """Serve pipeline ``name`` at ``path`` too, such as a legacy URL (``/files/{filename}``):
-        on GET and HEAD the path's parameters become arguments, as query parameters do; a POST
-        takes its JSON body as on ``/{name}/run``."""
-        endpoints = self._endpoints
-
-        async def endpoint(scope: Scope, receive: Receive, send: Send) -> None:
-            params = tuple((key, str(value)) for key, value in scope.get("path_params", {}).items())
-            await endpoints.run(scope, receive, send, name, params)
-
-        self.router.routes.insert(0, Route(path, _Raw(endpoint)))
-
-    def __init__(self, endpoints: _Endpoints, **kwargs: Any) -> None:
+    def __init__(self, service: Service, **kwargs: Any) -> None:
         super().__init__(**kwargs)
-        self._endpoints = endpoints
+        self._service = service
+        self._direct_routes: tuple[routes.Route, ...] = routes.ROUTES
         self._direct_mounts: dict[str, Any] = {}
+
+    def add_pipeline_route(self, path: str, name: str) -> None:
+        """Serve pipeline ``name`` at ``path`` too, such as a legacy URL (``/files/{filename}``): the
+        path's parameters become arguments, as query parameters do on GET; a POST takes its body
+        as on ``/{name}/run``."""
+        route = routes.pipeline_route(path, name)
+        self.router.routes.insert(0, Route(path, _Endpoint(self._service, route)))
+        self._direct_routes = (route, *self._direct_routes)
 
     def mount_direct(self, prefix: str, app: Any) -> None:
         """``mount(prefix, app)`` ahead of every route, with requests under ``prefix/`` handed to
@@ -109,149 +87,72 @@ class DualserveFastAPI(FastAPI):
                     child = {**scope, "app_root_path": scope.get("app_root_path", root), "root_path": root + prefix}
                     await app(child, receive, send)
                     return
-            if await self._endpoints.dispatch(scope, receive, send):
+            found = routes.match(path, self._direct_routes)
+            if found is not None:
+                await answer(self._service, found[0], found[1], scope, receive, send)
                 return
         await super().__call__(scope, receive, send)
 
 
-class _Raw:
-    """An ASGI callable that is not a function, so Starlette's ``Route`` neither wraps it as a
-    request/response endpoint nor restricts its methods: every method reaches the core."""
+class _Endpoint:
+    """A route of the core's table as an ASGI callable. Not a function, so Starlette's ``Route``
+    neither wraps it as a request/response endpoint nor restricts its methods."""
 
-    def __init__(self, endpoint: Callable[[Scope, Receive, Send], Awaitable[None]]) -> None:
-        self.endpoint = endpoint
+    def __init__(self, service: Service, route: routes.Route) -> None:
+        self.service = service
+        self.route = route
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        await self.endpoint(scope, receive, send)
+        arguments = {**scope.get("path_params", {}), **dict(self.route.fixed)}
+        await answer(self.service, self.route, arguments, scope, receive, send)
 
 
-class _Endpoints:
-    """The two routes as raw ASGI callables, so Starlette's ``Route`` passes every method through."""
+async def answer(
+    service: Service, route: routes.Route, arguments: dict[str, str], scope: Scope, receive: Receive, send: Send
+) -> None:
+    """Answer ``route`` with the core's reply. These routes may skip FastAPI's ServerErrorMiddleware
+    (a text 500): a failure that got past the core still becomes the contract's JSON, while no
+    header has gone out."""
+    started = False
 
-    def __init__(self, service: Service) -> None:
-        self.service = service
-        self._executor: ThreadPoolExecutor | None = None
+    async def tracked(message: Message) -> None:
+        nonlocal started
+        started = started or message["type"] == "http.response.start"
+        await send(message)
 
-    async def dispatch(self, scope: Scope, receive: Receive, send: Send) -> bool:
-        """Answer ``/status`` and ``/{name}/run`` directly; False for any other path."""
-        path: str = scope["path"]
-        root: str = scope.get("root_path", "")
-        if root and path.startswith(root):
-            path = path[len(root) :]
-        if path == "/status":
-            await self.status(scope, receive, send)
-            return True
-        parts = path.split("/")
-        if len(parts) == 3 and parts[0] == "" and parts[1] and parts[2] == "run":
-            await self.run(scope, receive, send, parts[1])
-            return True
-        if path == "/openapi.json":
-            await self.openapi(scope, receive, send)
-            return True
-        if parts[0] == "" and len(parts) in (2, 3) and parts[1] in ("docs", "ui"):
-            await self.page(scope, receive, send, parts[1], parts[2] if len(parts) == 3 else None)
-            return True
-        return False
-
-    async def openapi(self, scope: Scope, receive: Receive, send: Send) -> None:
-        reply = self.service.openapi(_request(scope), scope.get("root_path", ""))
-        await to_response(reply)(scope, receive, send)
-
-    async def page(self, scope: Scope, receive: Receive, send: Send, name: str, filename: str | None) -> None:
-        reply = await self.to_thread(self.service.page, _request(scope), name, filename)  # stats a file
-        await to_response(reply)(scope, receive, send)
-
-    async def page_route(self, name: str, scope: Scope, receive: Receive, send: Send) -> None:
-        await self.page(scope, receive, send, name, scope["path_params"].get("filename"))
-
-    async def status(self, scope: Scope, receive: Receive, send: Send) -> None:
-        await to_response(self.service.status(_request(scope)))(scope, receive, send)
-
-    async def run_route(self, scope: Scope, receive: Receive, send: Send) -> None:
-        await self.run(scope, receive, send, scope["path_params"]["name"])
-
-    async def run(
-        self, scope: Scope, receive: Receive, send: Send, name: str, path_params: tuple[tuple[str, str], ...] = ()
-    ) -> None:
-        # These routes may skip FastAPI's ServerErrorMiddleware (a text 500): a failure that got
-        # past the core still becomes the contract's JSON, while no header has gone out.
-        started = False
-
-        async def tracked(message: Message) -> None:
-            nonlocal started
-            started = started or message["type"] == "http.response.start"
-            await send(message)
-
-        try:
-            await self._run(scope, receive, tracked, name, path_params)
-        except Exception:
-            logger.exception("Request to pipeline %r failed in the FastAPI adapter", name)
-            if started:
-                raise
-            await to_response(framework_error(500, method=scope["method"]))(scope, receive, send)
-
-    async def _run(
-        self, scope: Scope, receive: Receive, send: Send, name: str, path_params: tuple[tuple[str, str], ...]
-    ) -> None:
-        request = await to_request(scope, receive, self.service)
+    try:
+        request = await to_request(scope, receive, service, route.reads_body)
         if request is None:
-            return  # the client left while sending its body: nobody to run the pipeline for
-        if isinstance(request, Request):
-            if path_params:
-                request = dataclasses.replace(request, path_params=path_params)
-            if len(request.body) > LOOP_PARSE_LIMIT:
-                # A large form or JSON body takes CPU to parse: in a thread, the loop goes on serving.
-                outcome = await self.to_thread(self.service.prepare, name, request)
-            else:
-                outcome = self.service.prepare(name, request)
-            reply = outcome if isinstance(outcome, Reply) else await outcome.run_async_within(self.to_thread)
-        else:
+            return  # the client left while sending its body: nobody to answer
+        if isinstance(request, Reply):
             reply = request
-        await to_response(reply)(scope, receive, send)
-
-    async def to_thread(self, function: Callable[..., T], *args: Any) -> T:
-        if self._executor is None:
-            self._executor = ThreadPoolExecutor(self.service.threads, thread_name_prefix="dualserve")
-        context = contextvars.copy_context()
-        future = asyncio.get_running_loop().run_in_executor(self._executor, context.run, function, *args)
-        try:
-            # Shielded: a running thread cannot be stopped, and the reply it makes must not be lost.
-            return await asyncio.shield(future)
-        except asyncio.CancelledError:  # the request was cancelled (a deadline middleware, shutdown)
-            future.add_done_callback(discard_late)
+        else:
+            if route.blocking or len(request.body) > LOOP_PARSE_LIMIT:
+                # A file to stat, a large form or JSON body to parse: in a thread, the loop goes on.
+                outcome = await service.to_thread(service.answer, route, arguments, request, scope.get("root_path", ""))
+            else:
+                outcome = service.answer(route, arguments, request, scope.get("root_path", ""))
+            reply = outcome if isinstance(outcome, Reply) else await outcome.run_async()
+        await to_response(reply, service)(scope, receive, tracked)
+    except Exception:
+        logger.exception("Request to %s failed in the FastAPI frontend", route.path)
+        if started:
             raise
+        await to_response(framework_error(500, method=scope["method"]), service)(scope, receive, send)
 
 
-async def to_request(scope: Scope, receive: Receive, service: Service) -> Request | Reply | None:
+async def to_request(
+    scope: Scope, receive: Receive, service: Service, reads_body: bool = True
+) -> Request | Reply | None:
     """The core's view of an ASGI request, the core's answer to a body it cannot take, or None
     when the client disconnected before its body was complete."""
-    if scope["method"] != "POST":
-        return _request(scope)
-    limit = service.max_body_size
     headers = Headers(scope=scope)
-    declared = headers.get("content-length", "")
-    if declared.isdigit() and int(declared) > limit:
-        return service.body_too_large()
-    body = bytearray()
-    while True:
-        message = await receive()
-        if message["type"] == "http.disconnect":
-            return None
-        body += message.get("body", b"")
-        if len(body) > limit:
-            return service.body_too_large()
-        if not message.get("more_body", False):
-            break
-    if declared.isdigit() and len(body) < int(declared):
-        # The body ended short of its Content-Length (as Starlette's test client and the a2wsgi
-        # mount in Flask deliver it): the Flask frontend's answer, not a run on half a body.
-        return service.body_incomplete()
-    return _request(scope, headers, bytes(body))
-
-
-def _request(scope: Scope, headers: Headers | None = None, body: bytes = b"") -> Request:
-    fields = _JoinedHeaders(headers or Headers(scope=scope))
-    return Request(scope["method"], fields, scope["query_string"], body, "starlette")
+    if scope["method"] != "POST" or not reads_body:
+        return Request(scope["method"], _JoinedHeaders(headers), scope["query_string"], framework="starlette")
+    body = await aread_body(receive, declared_length(headers.get("content-length")), service.max_body_size)
+    if body is None or isinstance(body, Reply):
+        return body
+    return Request("POST", _JoinedHeaders(headers), scope["query_string"], body, framework="starlette")
 
 
 class _JoinedHeaders:
@@ -271,12 +172,12 @@ class _JoinedHeaders:
         return values[0] if len(values) == 1 else ",".join(values)
 
 
-def to_response(reply: Reply) -> Response:
+def to_response(reply: Reply, service: Service) -> Response:
     """A Starlette response sending exactly the reply's status, headers and body."""
     if reply.passthrough is not None:
         passthrough: Response = reply.passthrough
         return passthrough
-    return _ReplyResponse(reply)
+    return _ReplyResponse(reply, service)
 
 
 class _ReplyResponse(Response):
@@ -286,10 +187,12 @@ class _ReplyResponse(Response):
     A file or stream body is sent while a second task watches for ``http.disconnect`` (uvicorn
     drops writes to a closed connection silently), so a client that goes away stops the read
     or the generator within one chunk, and the generator is closed rather than left to the GC.
+    Blocking work (a file's reads, a sync generator's chunks) goes to the service's pool.
     """
 
-    def __init__(self, reply: Reply) -> None:
+    def __init__(self, reply: Reply, service: Service) -> None:
         self.reply = reply
+        self.service = service
         self.status_code = reply.status_code
         self.background = None
         self.body = reply.body if isinstance(reply.body, bytes) else b""
@@ -298,7 +201,11 @@ class _ReplyResponse(Response):
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         body = self.reply.body
         send = _raising_gone(send)
+        file: RangeFile | None = None
         try:
+            if isinstance(body, FileBody):
+                # Opened before the status line goes out, so a failure can still be a JSON 500.
+                file = await self.service.to_thread(RangeFile, body, _nothing)
             await send({"type": "http.response.start", "status": self.status_code, "headers": self.raw_headers})
             if isinstance(body, bytes):
                 await send({"type": "http.response.body", "body": body, "more_body": False})
@@ -306,22 +213,56 @@ class _ReplyResponse(Response):
             async with anyio.create_task_group() as group:
                 group.start_soon(_cancel_on_disconnect, receive, group.cancel_scope)
                 try:
-                    if isinstance(body, FileBody):
-                        await _send_file(body, send)
+                    if file is not None:
+                        await self._send_chunks(file.read, (FILE_CHUNK_SIZE,), send)
                     else:
-                        await _send_stream(body, send)
+                        assert isinstance(body, StreamBody)
+                        await self._send_stream(body, send)
                     await send({"type": "http.response.body", "body": b"", "more_body": False})
                 except _ClientGone:
                     pass  # caught inside the group, or it would leave wrapped in an ExceptionGroup
                 group.cancel_scope.cancel()
         except _ClientGone:
             pass  # the client left before the headers or a one-piece body went out: nothing to log
+        except OSError as exc:
+            if file is not None or not isinstance(body, FileBody):
+                raise
+            logger.error("A file result could not be opened to be sent", exc_info=exc)
+            await _ReplyResponse(framework_error(500, method=scope["method"]), self.service)(scope, receive, send)
         finally:
             with anyio.CancelScope(shield=True):
-                if isinstance(body, StreamBody):
-                    await _close_stream(body)
-                if self.reply.cleanups:
-                    await self.reply.aclose(anyio.to_thread.run_sync)
+                if file is not None:
+                    await self.service.to_thread(file.close)
+                elif isinstance(body, StreamBody):
+                    # An async stream is closed on this loop, where it was iterated.
+                    if isinstance(body.chunks, AsyncIterator):
+                        await aclose_iterator(body.chunks)
+                    else:
+                        await self.service.to_thread(close_iterator, body.chunks)
+                await self.reply.aclose(self.service.to_thread)
+
+    async def _send_stream(self, body: StreamBody, send: Send) -> None:
+        chunks = body.chunks
+        if isinstance(chunks, AsyncIterator):
+            async for piece in chunks:
+                await send({"type": "http.response.body", "body": piece, "more_body": True})
+            return
+        # A sync generator runs in the pool, one chunk per call; a cancelled send waits for the
+        # chunk in progress, so the generator is never closed while it is running.
+        await self._send_chunks(_next_chunk, (chunks,), send)
+
+    async def _send_chunks(self, produce: Any, args: tuple[Any, ...], send: Send) -> None:
+        while True:
+            # Shielded: a disconnect waits for the chunk in progress, so a generator is never
+            # closed while it runs (that raises, and its cleanups would not run).
+            with anyio.CancelScope(shield=True):
+                chunk: bytes | None = await self.service.to_thread(produce, *args)
+            # Where a disconnect held off by the shield is delivered: uvicorn's send() to a closed
+            # connection returns without suspending, so the loop would never stop otherwise.
+            await anyio.lowlevel.checkpoint()
+            if not chunk:
+                return
+            await send({"type": "http.response.body", "body": chunk, "more_body": True})
 
 
 class _ClientGone(Exception):
@@ -330,7 +271,7 @@ class _ClientGone(Exception):
 
 def _raising_gone(send: Send) -> Send:
     # ASGI 2.4 lets a server raise OSError from send() once the connection is closed (the Flask
-    # side's bridge does); uvicorn drops the message instead, and the disconnect watch stops us.
+    # side's mount does); uvicorn drops the message instead, and the disconnect watch stops us.
     async def guarded(message: Message) -> None:
         try:
             await send(message)
@@ -350,50 +291,16 @@ async def _cancel_on_disconnect(receive: Receive, scope: anyio.CancelScope) -> N
     scope.cancel()
 
 
-async def _send_file(body: FileBody, send: Send) -> None:
-    remaining = body.length
-    async with await anyio.open_file(body.path, "rb") as file:
-        await file.seek(body.start)
-        while remaining > 0:
-            chunk = await file.read(min(FILE_CHUNK_SIZE, remaining))
-            if not chunk:
-                break
-            remaining -= len(chunk)
-            await send({"type": "http.response.body", "body": chunk, "more_body": True})
-
-
-async def _send_stream(body: StreamBody, send: Send) -> None:
-    chunks = body.chunks
-    if isinstance(chunks, AsyncIterator):
-        async for piece in chunks:
-            await send({"type": "http.response.body", "body": piece, "more_body": True})
-        return
-    # A sync generator runs in a worker thread, one chunk per call; a cancelled send waits for
-    # the chunk in progress, so the generator is never closed while it is running.
-    while True:
-        chunk: bytes | None = await anyio.to_thread.run_sync(_next_chunk, chunks)
-        if chunk is None:
-            return
-        await send({"type": "http.response.body", "body": chunk, "more_body": True})
-
-
 def _next_chunk(chunks: Iterator[bytes]) -> bytes | None:
     return next(chunks, None)
 
 
-async def _close_stream(body: StreamBody) -> None:
-    chunks = body.chunks
-    if isinstance(chunks, AsyncIterator):
-        aclose = getattr(chunks, "aclose", None)
-        if aclose is not None:
-            await aclose()
-    else:
-        close = getattr(chunks, "close", None)
-        if close is not None:
-            await anyio.to_thread.run_sync(close)
+def _nothing() -> None:
+    return None
 
 
 async def _http_exception(request: StarletteRequest, exc: Exception) -> Response:
     assert isinstance(exc, HTTPException)
     allow = (exc.headers or {}).get("Allow")
-    return to_response(framework_error(exc.status_code, allow, request.scope.get("method", "GET")))
+    service: Service = request.app.state.dualserve
+    return to_response(framework_error(exc.status_code, allow, request.scope.get("method", "GET")), service)

@@ -1,9 +1,9 @@
 """The Flask frontend: Werkzeug requests in, core Replies out as Flask responses. Translation only.
 
-GET and HEAD on ``/<name>/run`` are answered before Flask's request dispatch while nothing the
-app holds would take part in it (:class:`DualserveFlask`); every other request, and those too as
-soon as the app has request hooks, signal receivers or error handlers of its own, goes through
-Flask as usual.
+Every route of :data:`~dualserve.core.routes.ROUTES` is a rule of the app. GET and HEAD on them
+are answered before Flask's request dispatch while nothing the app holds would take part in it
+(:class:`DualserveFlask`); every other request, and those too as soon as the app has request
+hooks, signal receivers or error handlers of its own, goes through Flask as usual.
 """
 
 from __future__ import annotations
@@ -11,23 +11,27 @@ from __future__ import annotations
 import functools
 import logging
 from collections.abc import Callable, Iterable, Iterator
-from typing import IO, Any
+from typing import Any
 
 import flask
 from flask import signals
 from werkzeug.datastructures import Headers
-from werkzeug.exceptions import ClientDisconnected, HTTPException
+from werkzeug.exceptions import HTTPException
 from werkzeug.http import HTTP_STATUS_CODES
 from werkzeug.routing import Rule
-from werkzeug.wsgi import ClosingIterator
+from werkzeug.wsgi import ClosingIterator, get_input_stream
 
-from ..core.reply import FileBody, Reply, StreamBody, discard, framework_error
+from ..core import routes
+from ..core.reply import FileBody, Reply, StreamBody, framework_error
 from ..core.request import Request
+from ..core.returns import FILE_CHUNK_SIZE
+from ..core.streams import close_iterator
+from ..serving.bodies import declared_length, read_body
+from ..serving.files import RangeFile
 from ..serving.service import Service
 
 __all__ = ["DualserveFlask", "create_app", "to_request", "to_response"]
 
-FILE_CHUNK_SIZE = 1024 * 1024
 logger = logging.getLogger("dualserve")
 WSGIEnviron = dict[str, Any]
 
@@ -44,7 +48,7 @@ class _Response(flask.Response):
 
 
 class DualserveFlask(flask.Flask):
-    """Flask, with GET and HEAD on ``/<name>/run`` answered before its request dispatch for as
+    """Flask, with GET and HEAD on the core's routes answered before its request dispatch for as
     long as that dispatch would add nothing to them.
 
     The view's answer is final (every header decided by the core), and while the app has no hook,
@@ -61,19 +65,31 @@ class DualserveFlask(flask.Flask):
         # No static folder: Flask would serve the package's own static/ at /static/, FastAPI does not.
         super().__init__("dualserve", static_folder=None)
         self.extensions["dualserve"] = service
-        #: ``PATH_INFO`` -> (pipeline name, endpoint, view). Flask's URL map gives these paths to
-        #: these views even when the app adds a rule for the same path: the first rule added wins.
-        self._direct_routes: dict[str, tuple[str, str, Callable[..., Any]]] = {}
+        # "//" is a 404 here, as on FastAPI, not a redirect to "/".
+        self.url_map.merge_slashes = False
+        #: The core's routes and the pipeline routes added, in the order they are matched.
+        self._direct_routes: tuple[routes.Route, ...] = ()
+        for route in routes.ROUTES:
+            self._add_route(route)
 
-    def _add_direct_route(self, path: str, name: str, endpoint: str, view: Callable[..., Any]) -> None:
-        """Serve pipeline ``name`` at ``path`` (a static rule) through ``view``, directly when possible."""
-        _route(self, path, endpoint, view)
-        self._direct_routes[path] = (name, endpoint, view)
+    def add_pipeline_route(self, path: str, name: str) -> None:
+        """Serve pipeline ``name`` at ``path`` too, such as a legacy URL (``/files/{filename}``): the
+        path's parameters become arguments, as query parameters do on GET; a POST takes its body
+        as on ``/{pipeline}/run``. ``path`` is written as for FastAPI, with ``{}``."""
+        self._add_route(routes.pipeline_route(path, name), first=True)
+
+    def _add_route(self, route: routes.Route, first: bool = False) -> None:
+        rule = route.path.replace("{", "<").replace("}", ">")
+        # A Rule with no methods matches every method, so the core answers 405 with its own Allow,
+        # for PROPFIND as for DELETE; Flask's add_url_rule always lists methods.
+        self.url_map.add(Rule(rule, endpoint=_endpoint(route), methods=None))
+        self.view_functions[_endpoint(route)] = functools.partial(_view, self.extensions["dualserve"], route)
+        self._direct_routes = (route, *self._direct_routes) if first else (*self._direct_routes, route)
 
     def wsgi_app(self, environ: WSGIEnviron, start_response: Any) -> Iterable[bytes]:
-        route = self._direct_routes.get(environ.get("PATH_INFO", ""))
         method = environ.get("REQUEST_METHOD", "GET").upper()
-        if route is None or method == "POST" or not self._dispatch_adds_nothing(route, environ):
+        found = None if method == "POST" else routes.match(environ.get("PATH_INFO", ""), self._direct_routes)
+        if found is None or not self._dispatch_adds_nothing(found[0], environ):
             return super().wsgi_app(environ, start_response)
         # Flask records a first request this way; setup methods called from now on fail as they would.
         self._got_first_request = True
@@ -84,19 +100,19 @@ class DualserveFlask(flask.Flask):
             # (URL matching, the session); a wrapper that imports Flask gets the service's bare
             # request context, the same on every frontend.
             with self.app_context():
-                reply = _run(service, route[0], _without_body(environ))
+                reply = answer(service, found[0], found[1], environ)
         except Exception as exc:
             # No body is read here, so no Werkzeug HTTPException: the app's Exception handler's answer.
             reply = _failure(exc, method)
         return _send(reply, environ, start_response)
 
-    def _dispatch_adds_nothing(self, route: tuple[str, str, Callable[..., Any]], environ: WSGIEnviron) -> bool:
+    def _dispatch_adds_nothing(self, route: routes.Route, environ: WSGIEnviron) -> bool:
         """Whether Flask's dispatch would send the view's answer as it is: the path's view is still
         ours; no request hook, signal receiver or error handler but the adapter's; no session (no
         secret key); no host check; no test client keeping the context. Checked on every request,
         as any of it may be set once the app is built."""
-        _, endpoint, view = route
-        if self.view_functions.get(endpoint) is not view:
+        view = self.view_functions.get(_endpoint(route))
+        if not isinstance(view, functools.partial) or view.func is not _view:
             return False
         # Our routes belong to no blueprint: only the app's own hooks and handlers (key None) apply.
         if (
@@ -136,91 +152,47 @@ _DISPATCH_SIGNALS = (
 
 
 def create_app(service: Service) -> DualserveFlask:
-    """A Flask app serving ``service``: ``/<name>/run`` and ``/status``."""
+    """A Flask app serving ``service``: every route of the core's table."""
     app = DualserveFlask(service)
-    # "//" is a 404 here, as on FastAPI, not a redirect to "/".
-    app.url_map.merge_slashes = False
-    _route(app, "/status", "status", lambda: to_response(service.status(_without_body(flask.request.environ))))
-    _route(app, "/<name>/run", "run", functools.partial(_run_view, service))
-    # The same view under each known name: Werkzeug matches a static rule without the regex
-    # work a converter costs on every request. Unknown names still reach the rule above.
-    for name in service.registry.pipelines:
-        app._add_direct_route(f"/{name}/run", name, f"run:{name}", functools.partial(_run_view, service, name))
-    _route(app, "/openapi.json", "openapi", lambda: to_response(_openapi(service)))
-    for page_name in ("docs", "ui"):
-        view = functools.partial(_page, service, page_name)
-        _route(app, f"/{page_name}", page_name, view)
-        _route(app, f"/{page_name}/<filename>", f"{page_name}:asset", view)
     app.register_error_handler(HTTPException, _http_exception)
     app.register_error_handler(Exception, _unexpected)
     service.provide_context("werkzeug", app.test_request_context)
     return app
 
 
-def _route(app: flask.Flask, path: str, endpoint: str, view: Callable[..., Any]) -> None:
-    # A Rule with no methods matches every method, so the core answers 405 with its own Allow,
-    # for PROPFIND as for DELETE; Flask's add_url_rule always lists methods.
-    app.url_map.add(Rule(path, endpoint=endpoint, methods=None))
-    app.view_functions[endpoint] = view
+def _endpoint(route: routes.Route) -> str:
+    return f"dualserve:{route.path}"
 
 
-def provide_context(service: Service) -> None:
-    """Let wrappers that call Flask helpers (``send_file``) run on a frontend that is not Flask."""
-    service.provide_context("werkzeug", flask.Flask("dualserve").test_request_context)
+def _view(service: Service, route: routes.Route, **path_arguments: str) -> flask.Response:
+    environ = flask.request.environ
+    return to_response(answer(service, route, {**path_arguments, **dict(route.fixed)}, environ))
 
 
-def _openapi(service: Service) -> Reply:
-    request = flask.request
-    return service.openapi(_without_body(request.environ), request.script_root)
-
-
-def _page(service: Service, name: str, filename: str | None = None) -> flask.Response:
-    return to_response(service.page(_without_body(flask.request.environ), name, filename))
-
-
-def _run_view(service: Service, name: str) -> flask.Response:
-    request = flask.request._get_current_object()  # type: ignore[attr-defined]  # one proxy lookup
-    return to_response(_run(service, name, to_request(request, service)))
-
-
-def _run(service: Service, name: str, request: Request | Reply) -> Reply:
+def answer(service: Service, route: routes.Route, arguments: dict[str, str], environ: WSGIEnviron) -> Reply:
+    """The core's reply to ``route``, the pipeline run in this thread."""
+    request = to_request(environ, service, route.reads_body)
     if isinstance(request, Reply):
         return request
-    outcome = service.prepare(name, request)
-    return outcome if isinstance(outcome, Reply) else outcome.run_sync_within()
+    outcome = service.answer(route, arguments, request, environ.get("SCRIPT_NAME", "").rstrip("/"))
+    return outcome if isinstance(outcome, Reply) else outcome.run_sync()
 
 
-def to_request(request: flask.Request, service: Service) -> Request | Reply:
-    """The core's view of a Flask request, or the core's answer to a body it cannot take."""
-    if request.method != "POST":
-        return _without_body(request.environ)
-    limit = service.max_body_size
-    if request.content_length is not None and request.content_length > limit:
-        return service.body_too_large()
-    # A chunked body has no length to check first: read one byte past the limit to know.
-    body = bytearray()
-    try:
-        while len(body) <= limit and (chunk := request.stream.read(min(65536, limit + 1 - len(body)))):
-            body += chunk
-    except ClientDisconnected:
-        # Werkzeug's own check of the same thing, where the server does not set
-        # wsgi.input_terminated (its dev server): the same JSON as below, not a bare "Bad Request".
-        return service.body_incomplete()
-    except Exception as exc:
-        # The server's input stream refused the body (a bad chunk): the client's fault, a 400.
-        return service.body_malformed(exc)
-    if len(body) > limit:
-        return service.body_too_large()
-    if request.content_length is not None and len(body) < request.content_length:
-        return service.body_incomplete()  # the client left mid-body: run nothing
-    return Request("POST", _EnvironHeaders(request.environ), request.query_string, bytes(body), "werkzeug")
-
-
-def _without_body(environ: WSGIEnviron) -> Request:
+def to_request(environ: WSGIEnviron, service: Service, reads_body: bool = True) -> Request | Reply:
+    """The core's view of a WSGI request, or the core's answer to a body it cannot take."""
     # Method and query string as Werkzeug's Request reads them, without building one.
     method = environ.get("REQUEST_METHOD", "GET").upper()
     query_string = environ.get("QUERY_STRING", "").encode("latin-1")
-    return Request(method, _EnvironHeaders(environ), query_string, framework="werkzeug")
+    headers = _EnvironHeaders(environ)
+    if method != "POST" or not reads_body:
+        return Request(method, headers, query_string, framework="werkzeug")
+    # Werkzeug's input stream, as Flask's request.stream: bounded by Content-Length, or read to
+    # its end where the server says the input is terminated (a chunked body).
+    stream = get_input_stream(environ, max_content_length=None)
+    body = read_body(stream.read, declared_length(environ.get("CONTENT_LENGTH")), service.max_body_size)
+    if isinstance(body, Reply):
+        return body
+    return Request("POST", headers, query_string, body, framework="werkzeug")
 
 
 class _EnvironHeaders:
@@ -254,7 +226,6 @@ def to_response(reply: Reply) -> flask.Response:
         if reply.cleanups:
             response.call_on_close(reply.close)
     elif isinstance(body, FileBody):
-        # Direct passthrough skips call_on_close, so the file itself runs the cleanups when closed.
         file = _file_iterable(body, reply.close, flask.request.environ)  # may raise: the handler's JSON 500
         response = _Response(file, reply.status_code, headers, direct_passthrough=True)
     else:
@@ -265,25 +236,20 @@ def to_response(reply: Reply) -> flask.Response:
 
 def _send(reply: Reply, environ: WSGIEnviron, start_response: Any) -> Iterable[bytes]:
     """Send ``reply`` as the response from :func:`to_response` sends itself, without building one:
-    Werkzeug's status line, the reply's headers as they are, and no body for HEAD, 1xx, 204, 304."""
+    Werkzeug's status line and the reply's headers and body as they are (the core has already left
+    no body for HEAD, 1xx, 204 and 304)."""
     if reply.passthrough is not None:
         passthrough: Iterable[bytes] = reply.passthrough(environ, start_response)
         return passthrough
-    status = reply.status_code
     body = reply.body
-    if environ["REQUEST_METHOD"] == "HEAD" or 100 <= status < 200 or status in (204, 304):
-        # No body, as Werkzeug sends none. The core left it empty already (Media refuses 1xx and
-        # 204); discard() would close a stream or file all the same.
-        start_response(_status_line(status), reply.headers)
-        return ClosingIterator((), functools.partial(discard, reply))
     if isinstance(body, FileBody):
         try:  # opened before the status line goes out, so a failure can still be a JSON 500
             file = _file_iterable(body, reply.close, environ)
         except OSError as exc:
             return _send(_failure(exc, environ["REQUEST_METHOD"]), environ, start_response)
-        start_response(_status_line(status), reply.headers)
+        start_response(_status_line(reply.status_code), reply.headers)
         return file
-    start_response(_status_line(status), reply.headers)
+    start_response(_status_line(reply.status_code), reply.headers)
     if isinstance(body, StreamBody):
         return _closing(body.chunks, reply.close)
     return ClosingIterator((body,), reply.close) if reply.cleanups else (body,)
@@ -296,11 +262,8 @@ def _status_line(status_code: int) -> str:
 
 
 def _file_iterable(body: FileBody, on_close: Callable[[], None], environ: WSGIEnviron) -> Iterable[bytes]:
-    try:
-        file = _RangeFile(body, on_close)
-    except OSError:
-        on_close()  # a file that cannot be opened now: its cleanups (a temp file) still run
-        raise
+    # Direct passthrough skips call_on_close, so the file itself runs the cleanups when closed.
+    file = RangeFile(body, on_close)
     wrapper = environ.get("wsgi.file_wrapper")
     if wrapper is not None:
         # The server's file wrapper (gunicorn: sendfile from the current offset, for
@@ -315,55 +278,9 @@ def _closing(chunks: Any, on_close: Callable[[], None]) -> Iterator[bytes]:
         yield from chunks
     finally:
         try:
-            close = getattr(chunks, "close", None)
-            if close is not None:
-                close()
+            close_iterator(chunks)
         finally:
             on_close()
-
-
-class _RangeFile:
-    """The bytes of a FileBody as a binary file: reads stop at the range's end, and ``close()``
-    also runs the reply's cleanups (deleting a temp file, say), since Flask's own ``call_on_close``
-    never fires for a direct-passthrough response."""
-
-    def __init__(self, body: FileBody, on_close: Callable[[], None]) -> None:
-        self._file: IO[bytes] = open(body.path, "rb")
-        self._file.seek(body.start)
-        self._remaining = body.length
-        self._on_close = on_close
-
-    def read(self, size: int = -1) -> bytes:
-        size = self._remaining if size < 0 else min(size, self._remaining)
-        chunk = self._file.read(size)
-        self._remaining -= len(chunk)
-        return chunk
-
-    def __iter__(self) -> Iterator[bytes]:
-        with self:
-            while chunk := self.read(FILE_CHUNK_SIZE):
-                yield chunk
-
-    def seek(self, offset: int, whence: int = 0) -> int:
-        return self._file.seek(offset, whence)
-
-    def tell(self) -> int:
-        return self._file.tell()
-
-    def fileno(self) -> int:
-        return self._file.fileno()
-
-    def close(self) -> None:
-        try:
-            self._file.close()
-        finally:
-            self._on_close()
-
-    def __enter__(self) -> _RangeFile:
-        return self
-
-    def __exit__(self, *exc_info: object) -> None:
-        self.close()
 
 
 def _http_exception(exc: HTTPException) -> flask.Response:

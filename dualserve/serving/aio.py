@@ -15,6 +15,8 @@ import threading
 from collections.abc import AsyncIterator, Awaitable, Coroutine, Iterator
 from typing import Any, TypeVar
 
+from ..core.streams import aclose_iterator
+
 __all__ = ["Portal", "portal"]
 
 T = TypeVar("T")
@@ -59,9 +61,8 @@ class Portal:
                 except StopAsyncIteration:
                     return
         finally:
-            aclose = getattr(iterator, "aclose", None)
-            if aclose is not None:
-                self.call(aclose())
+            if hasattr(iterator, "aclose"):
+                self.call(aclose_iterator(iterator))
 
     async def aiterate(self, iterator: AsyncIterator[T]) -> AsyncIterator[T]:
         """Iterate an async iterator on the portal from another loop; closing this closes it too."""
@@ -72,9 +73,8 @@ class Portal:
                 except StopAsyncIteration:
                     return
         finally:
-            aclose = getattr(iterator, "aclose", None)
-            if aclose is not None:
-                await self.acall(aclose())
+            if hasattr(iterator, "aclose"):
+                await self.acall(aclose_iterator(iterator))
 
 
 def _running_loop() -> asyncio.AbstractEventLoop | None:

@@ -22,6 +22,7 @@ from typing import Any
 
 from ..core.negotiation import CONTROLS
 from ..core.params import Parameters
+from ..core.routes import RESERVED_NAMES
 from ..exceptions import LoadError
 from ..wrapper import BasePipelineWrapper, SupportsRunApi, declared_media_types
 from .aio import portal
@@ -31,8 +32,6 @@ __all__ = ["RESERVED_NAMES", "WRAPPER_FILE", "Pipeline", "Registry", "is_valid_n
 logger = logging.getLogger("dualserve")
 
 WRAPPER_FILE = "pipeline_wrapper.py"
-#: Names that would shadow a route or a mount point.
-RESERVED_NAMES = frozenset({"status", "openapi.json", "docs", "ui", "flask", "fastapi"})
 _VALID_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*")
 
 
