@@ -13,8 +13,8 @@ a slow client costs a socket and a buffer, never a thread:
   :class:`~dualserve.serving.framing.ChunkedScanner` finds (a malformed chunk is a ``400``, a
   chunk or a total over the body limit a ``413``, both answered from the poller). Past 1 MiB the
   bytes go to a temporary file (:class:`~dualserve.serving.bodies.Spool`). A declared length over
-  the limit is handed over at once,
-  unread: the app answers ``413`` from the header, and the connection closes after it.
+  the limit is handed over at once, unread: the app answers ``413`` from the header, and the
+  connection closes after it.
 
 Only then does a pool thread take the connection, and gunicorn's own parser reads those bytes
 from :class:`BufferedUnreader`: gunicorn still parses the head, de-chunks the body and refuses
