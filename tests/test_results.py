@@ -105,10 +105,11 @@ def test_declared_type_wins_over_sniffing() -> None:
     assert resolve(png_bytes(), ("application/x-thing",)).media_type == "application/x-thing"
 
 
-def test_one_declared_image_type_fixes_the_format() -> None:
+def test_one_declared_image_type_is_the_only_offer() -> None:
+    # The only offer, not an explicit format: an Accept for another type is still a 406.
     result = resolve(Image.new("RGBA", (4, 4)), ("image/webp",))
     assert isinstance(result, ImageResult)
-    assert (result.format, result.offers) == ("webp", ("image/webp",))
+    assert (result.format, result.offers) == (None, ("image/webp",))
 
 
 def test_declared_image_types_narrow_the_offers() -> None:

@@ -100,7 +100,7 @@ def _headers(result: Result, size: int | None = None) -> list[tuple[str, str]]:
     if size is not None:
         headers.append(("content-length", str(size)))
     if result.is_media and not any(name.lower() == "cache-control" for name, _ in result.headers):
-        headers.append(("cache-control", "no-cache" if result.max_age is None else f"public, max-age={result.max_age}"))
+        headers.append(("cache-control", _cache_control(result)))
     if result.filename is not None:
         headers.append(("content-disposition", content_disposition(result.disposition, result.filename)))
     # A browser must not guess another type than the one sent (an upload echoed as HTML, a
@@ -115,6 +115,14 @@ def _headers(result: Result, size: int | None = None) -> list[tuple[str, str]]:
             headers.append(("content-security-policy", "sandbox"))
     headers += result.headers
     return headers
+
+
+def _cache_control(result: Result) -> str:
+    if result.max_age is not None:
+        return f"public, max-age={result.max_age}"
+    # A stream has no validator to revalidate with, and may differ on every run: not to be stored.
+    # Bytes and files have an ETag: stored, but asked again each time ("no-cache").
+    return "no-store" if isinstance(result, StreamResult) else "no-cache"
 
 
 # Types a browser runs script from when it shows them.

@@ -1,7 +1,8 @@
 """Content negotiation: which representation of an image or of several items a request gets.
 
 No web framework; ``Accept`` is parsed by Werkzeug's sans-IO ``parse_accept_header``, q-values and
-wildcards included. An image's format comes from ``Media(format=...)``, else ``?format=``, else
+wildcards included. An image's format comes from ``Media(format=...)``, else ``?format=`` (either wins over an
+``Accept`` that does not name it), else
 ``Accept``, else the first type offered (PNG unless ``@produces`` says otherwise); ``Accept:
 application/json`` wraps it as ``{"media_type", "data"}`` in base64. Several items are a zip by
 default, ``{"count", "items"}`` for ``Accept: application/json``, or one item with ``?index=i``.
@@ -73,7 +74,9 @@ def negotiate(result: Result, request: Request, name: str, controls: frozenset[s
 def _image(result: ImageResult, accept: MIMEAccept, query_format: str | None) -> Result:
     fixed = result.format or query_format
     offers = (FORMATS[fixed.lower()][0],) if fixed else result.offers
-    chosen = _choose(accept, (*offers, JSON))
+    # An explicit format (Media(format=...), then ?format=) wins over Accept: Accept only decides
+    # between it and its base64 JSON, and an Accept that names neither gets the format, not a 406.
+    chosen = _choose(accept, (*offers, JSON), fallback=offers[0] if fixed else None)
     if chosen == JSON:
         encoded = encode(result, format_for(offers[0]) or "png")
         document = {"media_type": encoded.media_type, "data": base64.b64encode(encoded.body).decode("ascii")}
@@ -98,10 +101,10 @@ def _one(result: ManyResult, accept: MIMEAccept, query: dict[str, str]) -> Resul
     return _vary(item)
 
 
-def _choose(accept: MIMEAccept, offers: Sequence[str]) -> str:
+def _choose(accept: MIMEAccept, offers: Sequence[str], fallback: str | None = None) -> str:
     if not accept:
         return offers[0]
-    chosen = accept.best_match(offers)
+    chosen = accept.best_match(offers) or fallback
     if chosen is None:
         raise HTTPError(406, f"None of the accepted types is offered. Offered: {', '.join(offers)}.")
     return str(chosen)

@@ -243,9 +243,9 @@ def _bytes(body: bytes, media_type: str | None) -> BytesResult:
 
 def _image(value: Any, declared: tuple[str, ...], format: str | None = None, quality: int | None = None) -> ImageResult:
     # Declared image types narrow what negotiation may pick; the first one is the default.
+    # One declared type is the only offer, not an explicit format: an Accept that wants another
+    # is still a 406, where Media(format=...) or ?format= would win.
     offers = tuple(dict.fromkeys(FORMATS[name][0] for media_type in declared if (name := format_for(media_type))))
-    if format is None and len(offers) == 1:
-        format = format_for(offers[0])
     try:
         check_image(value)
     except TypeError as exc:
