@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 from collections.abc import Iterator
 
 from flask import Response, send_file
@@ -32,7 +33,15 @@ class GeneratorResponseWrapper(BasePipelineWrapper):
         return Response(generate(), mimetype="text/csv")
 
 
+class BytesIOResponseWrapper(BasePipelineWrapper):
+    """Seed 003's pitfall, the Flask way: a Response over a BytesIO iterates it line by line."""
+
+    def run_api(self) -> Response:
+        return Response(io.BytesIO(b"line one\nline two\n" * 500), mimetype="text/plain")
+
+
 WRAPPERS = {
+    "fl_bytesio": BytesIOResponseWrapper,
     "fl_mimetype": MimetypeResponseWrapper,
     "fl_send_file": SendFileWrapper,
     "fl_generator": GeneratorResponseWrapper,

@@ -58,8 +58,23 @@ class AudioStreamWrapper(BasePipelineWrapper):
         )
 
 
+class ExistingFileWrapper(BasePipelineWrapper):
+    """A FileResponse of a file that was there before the run: never deleted."""
+
+    def run_api(self, path: str) -> FileResponse:
+        return FileResponse(path, media_type="application/octet-stream")
+
+
+class KeptImageFileWrapper(ImageFileWrapper):
+    """Hayhooks' example, opting out: its temp files are its own to delete."""
+
+    delete_temp_responses = False
+
+
 WRAPPERS = {
     "hh_image_file": ImageFileWrapper,
+    "hh_existing_file": ExistingFileWrapper,
+    "hh_kept_file": KeptImageFileWrapper,
     "hh_clean_file": CleanFileWrapper,
     "hh_bytes": BytesResponseWrapper,
     "hh_audio": AudioStreamWrapper,

@@ -4,6 +4,8 @@ on every frontend: the core reads the response objects, so both frontends answer
 from __future__ import annotations
 
 import io
+import os
+import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -11,7 +13,9 @@ import httpx2
 import pytest
 from PIL import Image
 
+from dualserve.serving.service import Service
 from tests.conftest import assert_alike
+from tests.test_real_servers import eventually
 from tests.wrappers import DATA, png_bytes
 
 RANGE_DATA = (DATA / "range.bin").read_bytes()
@@ -46,6 +50,60 @@ def test_hayhooks_streaming_response(client: httpx2.Client) -> None:
     assert response.headers["content-type"] == "audio/wav"
     assert response.headers["content-disposition"] == 'attachment; filename="audio.wav"'
     assert response.content.startswith(b"RIFF") and len(response.content) == 20012
+
+
+@pytest.mark.parametrize(("path", "size"), [("hh_audio/run?query=x", 20012), ("fl_bytesio/run", 9000)])
+def test_a_streaming_response_over_a_bytesio_is_sent_whole(client: httpx2.Client, path: str, size: int) -> None:
+    # Iterated, a BytesIO is one chunk per line and no length (seed 003's pitfall): sent whole here.
+    response = client.get(path)
+    assert response.status_code == 200
+    assert response.headers["content-length"] == str(size) and len(response.content) == size
+    assert response.headers["accept-ranges"] == "bytes" and response.headers["etag"]
+    partial = client.get(path, headers={"range": "bytes=0-9"})
+    assert (partial.status_code, partial.content) == (206, response.content[:10])
+    assert client.get(path, headers={"if-none-match": response.headers["etag"]}).status_code == 304
+
+
+def _created(service: Service, name: str) -> list[str]:
+    created: list[str] = service.registry.pipelines[name].wrapper.created
+    return created
+
+
+@pytest.mark.parametrize(
+    ("method", "headers"),
+    [("POST", {}), ("HEAD", {}), ("GET", {"range": "bytes=0-9"})],
+    ids=["post", "head", "range"],
+)
+def test_a_temp_file_the_run_created_is_deleted_after_the_answer(
+    client: httpx2.Client, service: Service, method: str, headers: dict[str, str]
+) -> None:
+    # Hayhooks' image_generation: NamedTemporaryFile(delete=False) + FileResponse, once per call.
+    before = len(_created(service, "hh_image_file"))
+    arguments: dict[str, Any] = {"json": {"prompt": "a cat"}} if method == "POST" else {"params": {"prompt": "a"}}
+    response = client.request(method, "hh_image_file/run", headers=headers, **arguments)
+    assert response.status_code in (200, 206)
+    made = _created(service, "hh_image_file")[before:]
+    assert len(made) == 1 and made[0].startswith(tempfile.gettempdir())
+    assert eventually(lambda: not os.path.exists(made[0])), made
+
+
+def test_a_file_that_was_there_before_the_run_is_never_deleted(client: httpx2.Client) -> None:
+    with tempfile.NamedTemporaryFile(delete=False) as existing:
+        existing.write(b"mine")
+    try:
+        response = client.get("hh_existing_file/run", params={"path": existing.name})
+        assert response.content == b"mine"
+        assert os.path.exists(existing.name)
+    finally:
+        os.unlink(existing.name)
+
+
+def test_a_wrapper_may_keep_its_temp_files(client: httpx2.Client, service: Service) -> None:
+    response = client.post("hh_kept_file/run", json={"prompt": "a cat"})
+    assert response.status_code == 200
+    made = _created(service, "hh_kept_file")[-1]
+    assert os.path.exists(made)
+    os.unlink(made)
 
 
 def test_flask_mimetype_response(client: httpx2.Client) -> None:

@@ -13,6 +13,7 @@ is passed through untouched on its own framework and refused with a JSON 500 on 
 
 from __future__ import annotations
 
+import io
 from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any, Literal
@@ -58,6 +59,9 @@ def _from_starlette(response: Any, cleanups: list[Callable[[], object]]) -> Resu
     if hasattr(response, "path"):  # FileResponse
         return path_result(Path(response.path), media_type or response.media_type, filename=None, **common)
     if hasattr(response, "body_iterator"):  # StreamingResponse
+        whole = _whole(_starlette_content(response.body_iterator), media_type, common)
+        if whole is not None:
+            return whole
         return StreamResult(chunks=response.body_iterator, media_type=media_type, **common)
     return BytesResult(body=bytes(response.body), media_type=media_type or "application/octet-stream", **common)
 
@@ -72,7 +76,33 @@ def _from_werkzeug(response: Any, cleanups: list[Callable[[], object]]) -> Resul
         return path_result(Path(name), media_type, filename=None, **common)
     if response.is_sequence:
         return BytesResult(body=response.get_data(), media_type=media_type or "application/octet-stream", **common)
+    whole = _whole(getattr(body, "file", body), media_type, common)  # send_file(BytesIO): a FileWrapper
+    if whole is not None:
+        return whole
     return StreamResult(chunks=_iterate(body), media_type=media_type, **common)
+
+
+def _starlette_content(body_iterator: Any) -> Any:
+    """What a StreamingResponse was given, when it was a sync iterable: Starlette wraps it in
+    ``iterate_in_threadpool``, whose not yet started frame still holds it."""
+    code = getattr(body_iterator, "ag_code", None)
+    frame = getattr(body_iterator, "ag_frame", None)
+    if code is None or frame is None or code.co_name != "iterate_in_threadpool":
+        return None
+    return frame.f_locals.get("iterator")
+
+
+def _whole(content: Any, media_type: str | None, common: dict[str, Any]) -> Result | None:
+    """A response over a ``BytesIO`` or a binary file, sent whole: a ``BytesIO`` iterated is one
+    chunk per *line* (3,201 chunks of at most 260 bytes for seed 003's WAV), with no length; a
+    file of its own on disk is served as a file (Range, ETag, sendfile)."""
+    if isinstance(content, io.BytesIO):
+        return BytesResult(body=content.getvalue(), media_type=media_type or "application/octet-stream", **common)
+    name = getattr(content, "name", None)
+    if isinstance(content, io.BufferedReader) and isinstance(name, str) and Path(name).is_file():
+        content.close()  # served from its path; the response's own handle is not needed
+        return path_result(Path(name), media_type, filename=None, **common)
+    return None
 
 
 def _iterate(body: Iterable[Any]) -> Any:

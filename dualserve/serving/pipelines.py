@@ -20,11 +20,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from .. import hayhooks
 from ..core.negotiation import CONTROLS
 from ..core.params import Parameters
 from ..core.routes import RESERVED_NAMES
 from ..exceptions import LoadError
-from ..wrapper import BasePipelineWrapper, SupportsRunApi, declared_media_types
+from ..wrapper import SupportsRunApi, declared_media_types
 from .aio import portal
 
 __all__ = ["RESERVED_NAMES", "WRAPPER_FILE", "Pipeline", "Registry", "is_valid_name", "load_wrapper"]
@@ -61,9 +62,12 @@ class Pipeline:
     def from_wrapper(cls, name: str, wrapper: Any) -> Pipeline:
         if not is_valid_name(name) or name in RESERVED_NAMES:
             raise LoadError(f"{name!r} cannot name a pipeline: use letters, digits, '_', '.', '-' and no route name.")
-        # Hayhooks names the async variant run_api_async; either name works, the async one first.
-        function = getattr(wrapper, "run_api_async", None) or getattr(wrapper, "run_api", None)
-        if not callable(function) or getattr(function, "__func__", None) is BasePipelineWrapper.run_api:
+        # Hayhooks names the async variant run_api_async; either name works, the async one first,
+        # but never one that a base class only stubs (Hayhooks' raises NotImplementedError).
+        function = next(
+            (getattr(wrapper, name) for name in ("run_api_async", "run_api") if _implements(wrapper, name)), None
+        )
+        if not callable(function):
             raise LoadError(f"{type(wrapper).__name__} must implement run_api (or run_api_async).")
         try:
             parameters = Parameters(function, name)
@@ -152,6 +156,7 @@ def load_wrapper(path: Path, name: str) -> Any:
     if spec is None or spec.loader is None:
         raise LoadError(f"{path}: cannot be imported.")
     module = importlib.util.module_from_spec(spec)
+    hayhooks.install()  # `from hayhooks import BasePipelineWrapper, log` works without Hayhooks
     folder = str(path.parent)
     if folder not in sys.path:
         sys.path.append(folder)
@@ -184,6 +189,20 @@ def _uses_flask(wrapper: Any) -> bool:
         if isinstance(origin, str) and origin.split(".")[0] in ("flask", "werkzeug"):
             return True
     return False
+
+
+def _implements(wrapper: Any, name: str) -> bool:
+    """Whether the wrapper itself (not Hayhooks' or dualserve's base class) defines ``name``."""
+    if name in getattr(wrapper, "__dict__", {}):
+        return True
+    for cls in type(wrapper).__mro__:
+        if name in vars(cls):
+            return cls.__module__.split(".")[0] not in _BASE_PACKAGES
+    return False
+
+
+# The packages whose base classes only stub run_api and run_api_async.
+_BASE_PACKAGES = frozenset({"hayhooks", "dualserve"})
 
 
 def _given(wrapper: Any) -> Any:

@@ -12,9 +12,11 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import inspect
 import logging
 from collections.abc import AsyncIterator, Callable, Generator
 from concurrent.futures import TimeoutError as FutureTimeout
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ..core.framework_responses import read_framework_response
@@ -22,10 +24,11 @@ from ..core.http import render
 from ..core.negotiation import negotiate
 from ..core.reply import Reply, discard, for_method
 from ..core.request import Request
-from ..core.returns import PassthroughResult, Result, StreamResult, is_blocking, resolve
+from ..core.returns import PassthroughResult, PathResult, Result, StreamResult, is_blocking, resolve
 from ..core.streams import closer, prime_async, prime_sync
 from ..exceptions import ResolveError
 from .aio import portal
+from .created import Created, is_temp_file_created
 from .pipelines import Pipeline
 
 if TYPE_CHECKING:
@@ -51,12 +54,15 @@ class Invoke(Step):
     """``run_api`` itself: a sync one in a thread, an async one on the portal's loop."""
 
     def run(self, call: Call) -> Any:
-        with call.service.context_for(call.pipeline):
-            return call.pipeline.invoke(call.arguments)
+        with call.service.context_for(call.pipeline), call.created:
+            value = call.pipeline.function(**call.arguments)
+            if inspect.isawaitable(value):  # an async run_api called from a thread: on the portal
+                value = portal.call(call.created.watch(value))
+            return value
 
     async def arun(self, call: Call) -> Any:
         if call.pipeline.is_async:
-            return await portal.acall(call.pipeline.function(**call.arguments))
+            return await portal.acall(call.created.watch(call.pipeline.function(**call.arguments)))
         return await super().arun(call)
 
 
@@ -99,6 +105,8 @@ class Call:
     request: Request
     #: Run once the response is over: the request's uploads closed, a stream slot given back.
     cleanups: list[Callable[[], object]] = dataclasses.field(default_factory=list)
+    #: The files ``run_api`` created (a temp file behind a FileResponse is deleted after the answer).
+    created: Created = dataclasses.field(default_factory=Created)
 
     def steps(self) -> Generator[Step, Any, Reply]:
         """The run, step by step; each ``yield`` is answered with the step's outcome."""
@@ -181,10 +189,17 @@ class Call:
         result = resolve(value, self.pipeline.media_types)
         if isinstance(result, PassthroughResult):
             result = read_framework_response(result.response, self.cleanups) or result
+            if isinstance(result, PathResult) and self._deletes(result.path):
+                result = dataclasses.replace(result, delete_after=True)
         result = negotiate(result, self.request, self.pipeline.name, self.pipeline.controls)
         if isinstance(result, StreamResult):
             self._hold_stream_slot(result)
         return result
+
+    def _deletes(self, path: Path) -> bool:
+        # A framework response of a temp file this run created: nobody else will delete it.
+        keep = not getattr(self.pipeline.wrapper, "delete_temp_responses", True)
+        return not keep and is_temp_file_created(path, self.created)
 
     def _hold_stream_slot(self, result: StreamResult) -> None:
         # Checked before the first chunk is pulled, so a refused generator has not run at all;

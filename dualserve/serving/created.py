@@ -1,0 +1,78 @@
+"""Which files a run created: the temp files behind a Hayhooks ``FileResponse``.
+
+Hayhooks' examples write each result to ``NamedTemporaryFile(delete=False)`` and return a
+``FileResponse`` of it, which nobody deletes: one file left per call, one per HEAD. dualserve
+deletes such a file once the answer is over, but only a file the run itself *created* (opened
+with ``O_CREAT | O_EXCL``, as ``tempfile`` does, so it cannot have existed before) in the temp
+directory: never a file that was there before the run, nor one elsewhere.
+
+The creations are seen through Python's audit hook for ``open`` (PEP 578), recorded only while a
+run is in progress in this context: other code pays one context-variable lookup per audited event.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import tempfile
+from collections.abc import Awaitable
+from contextvars import ContextVar
+from pathlib import Path
+from typing import Any, TypeVar
+
+__all__ = ["Created", "is_temp_file_created"]
+
+T = TypeVar("T")
+_EXCLUSIVE = os.O_CREAT | os.O_EXCL
+_recording: ContextVar[list[str] | None] = ContextVar("dualserve_created_files", default=None)
+_installed = False
+
+
+class Created:
+    """The files created while it is entered (in this context, and in the awaitables it wraps)."""
+
+    def __init__(self) -> None:
+        self.paths: list[str] = []
+        _install()
+
+    def __enter__(self) -> Created:
+        self._token = _recording.set(self.paths)
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        _recording.reset(self._token)
+
+    async def watch(self, awaitable: Awaitable[T]) -> T:
+        """Await ``awaitable`` recording what it creates: it may run on another loop's task, whose
+        context is its own, so the recording is set inside it."""
+        with self:
+            return await awaitable
+
+
+def is_temp_file_created(path: Path, created: Created) -> bool:
+    """Whether ``path`` is a file ``created`` saw made, in the temp directory."""
+    try:
+        resolved = path.resolve()
+        made = {Path(name).resolve() for name in created.paths}
+        return resolved in made and resolved.is_relative_to(Path(tempfile.gettempdir()).resolve())
+    except (OSError, ValueError):
+        return False
+
+
+def _audit(event: str, args: tuple[Any, ...]) -> None:
+    if event != "open":
+        return
+    recording = _recording.get()
+    if recording is None:
+        return
+    path, _, flags = args
+    if isinstance(flags, int) and flags & _EXCLUSIVE == _EXCLUSIVE and isinstance(path, (str, bytes)):
+        recording.append(os.fsdecode(path))
+
+
+def _install() -> None:
+    # An audit hook cannot be removed, so it is added once per process, on first use.
+    global _installed
+    if not _installed:
+        sys.addaudithook(_audit)
+        _installed = True
