@@ -33,12 +33,27 @@ def test_match(path: str, endpoint: str | None, arguments: dict[str, str] | None
 
 
 def test_reserved_names_come_from_the_table_and_the_mounts() -> None:
-    assert RESERVED_NAMES == routes.RESERVED_NAMES == {"status", "openapi.json", "docs", "ui", "flask", "fastapi"}
+    expected = {"favicon.ico", "status", "openapi.json", "docs", "ui", "flask", "fastapi"}
+    assert RESERVED_NAMES == routes.RESERVED_NAMES == expected
 
 
 def test_a_pipeline_route_cannot_take_the_pipeline_parameter() -> None:
     with pytest.raises(ValueError, match="pipeline"):
         routes.pipeline_route("/x/{pipeline}", "card")
+
+
+def test_the_root_leads_a_person_to_the_playground(client: httpx2.Client) -> None:
+    response = client.get("/", follow_redirects=False)
+    assert response.status_code == 307
+    assert response.headers["location"] == "ui"
+    assert response.json() == {"detail": "The playground is at ui; the API's documentation at docs."}
+    assert client.get("/", follow_redirects=True).headers["content-type"].startswith("text/html")
+    assert client.post("/").status_code == 405
+
+
+def test_the_favicon_browsers_ask_for_is_there(client: httpx2.Client) -> None:
+    response = client.get("/favicon.ico")
+    assert (response.status_code, response.headers["content-type"]) == (200, "image/png")
 
 
 def _clients() -> dict[str, httpx2.Client]:

@@ -50,6 +50,8 @@ class Route:
 
 
 ROUTES = (
+    Route("/", "home"),
+    Route("/favicon.ico", "page", (("page", "docs"), ("filename", "favicon-32x32.png")), blocking=True),
     Route("/status", "status"),
     Route("/openapi.json", "openapi"),
     Route("/docs", "page", (("page", "docs"),), blocking=True),
@@ -61,7 +63,7 @@ ROUTES = (
 
 #: Names that would shadow a route or a mount point if a pipeline had them.
 RESERVED_NAMES = frozenset(
-    {route.path.split("/")[1] for route in ROUTES if not route.path.startswith("/{")}
+    {route.path.split("/")[1] for route in ROUTES if not route.path.startswith("/{") and route.path != "/"}
     | {FLASK_PREFIX.strip("/"), FASTAPI_PREFIX.strip("/")}
 )
 

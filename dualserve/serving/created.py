@@ -16,7 +16,7 @@ import os
 import sys
 import tempfile
 from collections.abc import Awaitable
-from contextvars import ContextVar
+from contextvars import ContextVar, Token
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -33,14 +33,16 @@ class Created:
 
     def __init__(self) -> None:
         self.paths: list[str] = []
+        # Entered again inside itself (an async run_api awaited on the portal from a run's thread).
+        self._tokens: list[Token[list[str] | None]] = []
         _install()
 
     def __enter__(self) -> Created:
-        self._token = _recording.set(self.paths)
+        self._tokens.append(_recording.set(self.paths))
         return self
 
     def __exit__(self, *exc_info: object) -> None:
-        _recording.reset(self._token)
+        _recording.reset(self._tokens.pop())
 
     async def watch(self, awaitable: Awaitable[T]) -> T:
         """Await ``awaitable`` recording what it creates: it may run on another loop's task, whose

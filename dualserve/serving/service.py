@@ -162,6 +162,8 @@ class Service:
             outcome = self._prepare(arguments["pipeline"], request)
         elif route.endpoint == "status":
             outcome = self.status(request)
+        elif route.endpoint == "home":
+            outcome = self.home(request)
         elif route.endpoint == "openapi":
             outcome = self.openapi(request, prefix)
         elif route.endpoint == "page":
@@ -191,6 +193,13 @@ class Service:
         headers = (("content-security-policy", PAGE_POLICY),) if filename is None else ()
         result = path_result(path, None, filename=None, max_age=None if filename is None else 86400, headers=headers)
         return render(result, request)
+
+    def home(self, request: Request) -> Reply:
+        """``GET /``: a person who opens the server's address is led to the playground. The
+        relative ``Location`` resolves under whatever prefix the frontend is mounted at."""
+        if request.method not in STATUS_METHODS:
+            return method_not_allowed(STATUS_METHODS)
+        return error_reply(307, "The playground is at ui; the API's documentation at docs.", [("location", "ui")])
 
     def timed_out(self, request: Request) -> Reply:
         """504: the pipeline did not answer within ``timeout``."""
