@@ -1,6 +1,7 @@
-"""FastAPI (ASGI) inside Flask (WSGI): a2wsgi's ``ASGIMiddleware``, with what the mount must not inherit fixed.
+"""FastAPI (ASGI) inside Flask (WSGI): ``a2wsgi.ASGIMiddleware``, with the request relay written here.
 
-:class:`ASGIMount` (FastAPI inside Flask) is ``a2wsgi.ASGIMiddleware`` plus:
+:class:`ASGIMount` is ``a2wsgi.ASGIMiddleware`` (the app, the loop it runs on, ``wait_time``);
+each request is relayed by this module's :class:`_Exchange`, which differs from a2wsgi's in:
 
 - lifespan: startup runs once when the mount is built, shutdown when the process exits;
 - a client that disconnects is reported to the ASGI app (``receive`` answers ``http.disconnect``
@@ -9,21 +10,34 @@
   bytes, instead of arriving empty; one the server's input refuses as malformed is a ``400`` JSON;
 - a body that ends before its ``Content-Length`` ends there for the app (its last message has
   ``more_body: False``; the FastAPI routes then answer 400 as the Flask frontend does), where
-  a2wsgi asked the WSGI input for the missing bytes, and handed the app empty chunks, forever.
+  a2wsgi asked the WSGI input for the missing bytes, and handed the app empty chunks, forever;
+- a path that is not UTF-8 or a query with raw bytes reaches the app (a2wsgi raised: a text 500);
+- the app runs in a copy of the context of the WSGI call, taken when the server calls the mount:
+  a context variable set by WSGI middleware around the mount reaches the app (a2wsgi started the
+  app at the first iteration, after such a middleware had reset its variable).
+
+Why the relay is written here rather than extended: a2wsgi exports only its two middleware
+classes, and its private ``ASGIResponder`` changed within the 1.10 series (1.10.5 replaced its
+events and lock, 1.10.8 made ``start_asgi_app`` a coroutine, 1.10.10 changed how the body ends),
+so the mount's overrides of it (built on 1.10.5's events) broke on 1.10.0 to 1.10.4, which
+``a2wsgi>=1.10`` allowed. The relay is one queue of the app's messages with a future each,
+settled by the WSGI thread; ``tests/test_mounts.py`` checks the public pieces relied on here.
 """
 
 from __future__ import annotations
 
 import asyncio
 import atexit
+import contextvars
 import io
-import logging
+import queue
+import threading
 from collections.abc import Iterable, Iterator
 from concurrent.futures import TimeoutError as FutureTimeoutError
+from http import HTTPStatus
 from typing import Any
 
 from a2wsgi import ASGIMiddleware
-from a2wsgi.asgi import ASGIResponder
 
 from ..core.reply import body_malformed
 from ..serving.aio import portal
@@ -32,7 +46,8 @@ from ..serving.bodies import ClientDisconnected
 __all__ = ["ASGIMount"]
 
 Message = dict[str, Any]
-logger = logging.getLogger("dualserve")
+#: Bytes asked of the WSGI input for one ``http.request`` message.
+READ_SIZE = 65536
 
 
 class ASGIMount(ASGIMiddleware):
@@ -47,69 +62,207 @@ class ASGIMount(ASGIMiddleware):
         atexit.register(self._lifespan.stop)
 
     def __call__(self, environ: Any, start_response: Any) -> Iterable[bytes]:
-        responder = _ASGIResponder(self.app, self.loop, self.wait_time)
         try:
-            environ = _with_content_length(_decodable(environ), self.max_body_size)
+            environ = _with_content_length(environ, self.max_body_size)
         except Exception as exc:
             # The server's input refused a chunked body (Werkzeug's dev server raises OSError("Invalid
             # chunk header")): the FastAPI app never sees the error, so it is answered here, as the
             # Flask frontend answers it, not as the WSGI server's 500 page.
             return _malformed_body(exc, start_response)
-        return responder.respond(environ, start_response)
+        # The context is taken now: the server iterates the answer after the middleware around
+        # this call has returned, and reset what it set.
+        return _Exchange(self.loop, environ).relay(self.app, start_response, contextvars.copy_context(), self.wait_time)
 
 
-class _ASGIResponder(ASGIResponder):
-    gone = False
-    body: _DeclaredBody | None = None
+class _Exchange:
+    """One request: the ASGI app on the loop; the WSGI thread reads the body and writes the answer.
 
-    def respond(self, environ: Any, start_response: Any) -> Iterator[bytes]:
-        finished = False
-        declared = environ.get("CONTENT_LENGTH") or ""
-        if declared.isdigit():
-            self.body = _DeclaredBody(environ["wsgi.input"], int(declared))
-            environ = {**environ, "wsgi.input": self.body}
-        inner: Any = self(environ, start_response)
+    Each ``receive`` and ``send`` of the app is a note in :attr:`notes` with a future, which the
+    thread settles once it has read the body chunk asked for, or once the server has taken the
+    message: the app waits for the client as it would on an ASGI server."""
+
+    def __init__(self, loop: asyncio.AbstractEventLoop, environ: Any) -> None:
+        self.loop = loop
+        self.environ = environ
+        self.input = environ.get("wsgi.input") or io.BytesIO()
+        declared: str = environ.get("CONTENT_LENGTH") or ""
+        self.remaining = int(declared) if declared.isdigit() else 0
+        self.notes: queue.SimpleQueue[tuple[Message, asyncio.Future[Any] | None]] = queue.SimpleQueue()
+        self.finished = threading.Event()  # the app has returned
+        # On the loop only: whether the body was all received, whether the answer is over (sent
+        # whole, or the client left), and the futures of the notes not yet settled.
+        self.body_received = False
+        self.over = False
+        self.closed = asyncio.Event()
+        self.waiting: set[asyncio.Future[Any]] = set()
+
+    def relay(
+        self, app: Any, start_response: Any, context: contextvars.Context, wait_time: float | None
+    ) -> Iterator[bytes]:
+        # Created from within `context`, the app's task copies it.
+        task = context.run(asyncio.run_coroutine_threadsafe, self._run(app, _scope(self.environ)), self.loop)
         try:
-            yield from inner
-            finished = True
+            yield from self._answer(start_response)
         finally:
-            if not finished:
-                # The WSGI server closed us early: its write to the client failed.
-                self.gone = True
-                inner.close()
-                self.send_event.set(None)
-                self.receive_event.set({"type": "http.disconnect"})
+            # The answer was sent whole, or the server closed us early (its write to the client
+            # failed): from now on the app receives a disconnect, and its sends fail.
+            self.loop.call_soon_threadsafe(self._close)
+        # As a2wsgi: the WSGI response ends once the app has returned (its background tasks done).
+        if not self.finished.wait(wait_time):
+            task.cancel()
 
-    async def asgi_receive(self) -> Any:
-        if self.gone:
+    # On the loop.
+
+    async def _run(self, app: Any, scope: Message) -> None:
+        try:
+            await app(scope, self._receive, self._send)
+        except BaseException as exc:
+            self.notes.put(({"type": "app.done", "exception": exc}, None))
+            if not isinstance(exc, Exception):
+                raise
+        else:
+            self.notes.put(({"type": "app.done", "exception": None}, None))
+        finally:
+            self.finished.set()
+
+    async def _receive(self) -> Message:
+        if self.body_received or self.over:
+            # As after a2wsgi's own last body message: nothing comes until the answer is over.
+            await self.closed.wait()
             return {"type": "http.disconnect"}
-        if self.body is not None and self.body.ended:
-            # As after a2wsgi's own last body message: wait for the response to be over.
-            return await self.receive_event.wait()
-        message = await super().asgi_receive()
-        if self.body is not None and self.body.ended and message.get("type") == "http.request":
-            return {**message, "more_body": False}  # the input ended short of Content-Length
+        try:
+            message: Message = await self._ask({"type": "receive"})
+        except ClientDisconnected:
+            return {"type": "http.disconnect"}
+        self.body_received = not message.get("more_body", False)
         return message
 
-    async def asgi_send(self, message: Any) -> None:
-        if self.gone:
+    async def _send(self, message: Message) -> None:
+        if self.over:
             raise ClientDisconnected("The client disconnected.")
-        await super().asgi_send(message)
-        if self.gone:
-            raise ClientDisconnected("The client disconnected.")
+        await self._ask(message)
+
+    async def _ask(self, note: Message) -> Any:
+        future = self.loop.create_future()
+        self.waiting.add(future)
+        self.notes.put((note, future))
+        try:
+            return await future
+        finally:
+            self.waiting.discard(future)
+
+    def _close(self) -> None:
+        self.over = True
+        self.closed.set()
+        for future in self.waiting:
+            if not future.done():
+                future.set_exception(ClientDisconnected("The client disconnected."))
+
+    # In the WSGI thread.
+
+    def _answer(self, start_response: Any) -> Iterator[bytes]:
+        started = sent = False
+        while True:
+            note, future = self.notes.get()
+            kind = note["type"]
+            if kind == "receive":
+                self._settle(future, self._read())
+            elif kind == "http.response.start":
+                headers = [(name.decode("latin-1"), value.decode("latin-1")) for name, value in note.get("headers", ())]
+                start_response(_status_line(note["status"]), headers)
+                started = True
+                self._settle(future, None)
+            elif kind == "http.response.body":
+                chunk: bytes = note.get("body", b"")
+                if chunk:
+                    yield chunk  # the app's send returns once the server has taken the chunk
+                    sent = True
+                self._settle(future, None)
+                if not note.get("more_body", False):
+                    return
+            elif kind == "app.done":
+                error: BaseException | None = note["exception"]
+                if error is None and started:
+                    return  # the app returned before its last body message: the body ends here
+                if sent:
+                    assert error is not None
+                    raise error  # the status went out: the server can only cut the body
+                exc_info = None if error is None else (type(error), error, error.__traceback__)
+                fields = [("Content-Type", "text/plain; charset=utf-8"), ("Content-Length", "28")]
+                start_response("500 Internal Server Error", fields, exc_info)  # a2wsgi's answer
+                yield b"Server got itself in trouble"
+                return
+            else:
+                self._settle(future, RuntimeError(f"Unexpected ASGI message type {kind!r}."))
+
+    def _read(self) -> Message:
+        # An input that ends short of its Content-Length (a client that gave up mid-body) ends the
+        # body: its last message says so, and the app answers 400.
+        data: bytes = self.input.read(min(READ_SIZE, self.remaining)) if self.remaining > 0 else b""
+        self.remaining = self.remaining - len(data) if data else 0
+        return {"type": "http.request", "body": data, "more_body": self.remaining > 0}
+
+    def _settle(self, future: asyncio.Future[Any] | None, outcome: Any) -> None:
+        if future is not None:
+            self.loop.call_soon_threadsafe(_resolve, future, outcome)
 
 
-def _decodable(environ: Any) -> Any:
-    # a2wsgi encodes QUERY_STRING as ASCII and decodes PATH_INFO as UTF-8, and a raw byte outside
-    # those crashed it into a text 500. Escape the query's raw bytes (the core decodes them as
-    # UTF-8 either way) and replace what in the path is not UTF-8.
+def _resolve(future: asyncio.Future[Any], outcome: Any) -> None:
+    if future.done():
+        return  # settled by _close already: the client left
+    if isinstance(outcome, BaseException):
+        future.set_exception(outcome)
+    else:
+        future.set_result(outcome)
+
+
+def _status_line(status: int) -> str:
+    try:
+        return f"{status} {HTTPStatus(status).phrase}"
+    except ValueError:
+        return f"{status} Unknown Status Code"
+
+
+def _scope(environ: Any) -> Message:
+    """The ASGI scope of a WSGI request, as a2wsgi's ``build_scope`` makes it, but for bytes it
+    could not decode: a path that is not UTF-8 has them replaced, and a query's raw bytes are
+    %-escaped (the core decodes the query as UTF-8 either way)."""
+    headers = [
+        (
+            (key[5:] if key.startswith("HTTP_") else key).lower().replace("_", "-").encode("latin-1"),
+            value.encode("latin-1"),
+        )
+        for key, value in environ.items()
+        if key in ("CONTENT_TYPE", "CONTENT_LENGTH")
+        or (key.startswith("HTTP_") and key not in ("HTTP_CONTENT_TYPE", "HTTP_CONTENT_LENGTH"))
+    ]
+    root_path = _text(environ.get("SCRIPT_NAME", ""))
     query: str = environ.get("QUERY_STRING", "")
-    path: str = environ.get("PATH_INFO", "")
-    if query.isascii() and path.isascii():
-        return environ
-    fixed = "".join(ch if ch.isascii() else f"%{ord(ch):02X}" for ch in query)
-    path = path.encode("latin-1").decode("utf-8", "replace").encode("utf-8").decode("latin-1")
-    return {**environ, "QUERY_STRING": fixed, "PATH_INFO": path}
+    if not query.isascii():
+        query = "".join(ch if ch.isascii() else f"%{ord(ch):02X}" for ch in query)
+    scope: Message = {
+        "wsgi_environ": environ,  # as a2wsgi gives it
+        "type": "http",
+        # 2.4: `send` raises OSError once the client has left.
+        "asgi": {"version": "3.0", "spec_version": "2.4"},
+        "http_version": environ.get("SERVER_PROTOCOL", "HTTP/1.0").split("/")[1],
+        "method": environ["REQUEST_METHOD"],
+        "scheme": environ.get("wsgi.url_scheme", "http"),
+        "path": root_path + _text(environ.get("PATH_INFO", "")),
+        "query_string": query.encode("ascii"),
+        "root_path": root_path,
+        "server": (environ["SERVER_NAME"], int(environ["SERVER_PORT"])),
+        "headers": headers,
+        "extensions": {},
+    }
+    if environ.get("REMOTE_ADDR") and environ.get("REMOTE_PORT"):
+        scope["client"] = (environ["REMOTE_ADDR"], int(environ["REMOTE_PORT"]))
+    return scope
+
+
+def _text(wsgi_string: str) -> str:
+    # PEP 3333's "bytes as latin-1" string, decoded as the UTF-8 it should be.
+    return wsgi_string.encode("latin-1").decode("utf-8", "replace")
 
 
 def _malformed_body(exc: Exception, start_response: Any) -> Iterable[bytes]:
@@ -119,24 +272,8 @@ def _malformed_body(exc: Exception, start_response: Any) -> Iterable[bytes]:
     return [reply.body]
 
 
-class _DeclaredBody:
-    """The WSGI input, noting when it ends short of ``length`` bytes (a client that gave up
-    mid-body): a2wsgi reads until it has Content-Length bytes, and read again on every b""."""
-
-    def __init__(self, stream: Any, length: int) -> None:
-        self.stream = stream
-        self.remaining = length
-        self.ended = False
-
-    def read(self, size: int = -1) -> bytes:
-        data: bytes = self.stream.read(size)
-        self.remaining -= len(data)
-        self.ended = self.ended or (not data and size != 0 and self.remaining > 0)
-        return data
-
-
 def _with_content_length(environ: Any, max_body_size: int) -> Any:
-    # a2wsgi reads CONTENT_LENGTH bytes and no more; a chunked body has none, so read it here.
+    # The relay reads CONTENT_LENGTH bytes and no more; a chunked body has none, so read it here.
     if environ.get("CONTENT_LENGTH") or environ.get("REQUEST_METHOD") in ("GET", "HEAD"):
         return environ
     chunked = "chunked" in environ.get("HTTP_TRANSFER_ENCODING", "").lower()
