@@ -6,7 +6,7 @@ HOST ?= 127.0.0.1
 PORT ?= 1416
 SERVER ?= uvicorn
 
-.PHONY: run test check format bench clean
+.PHONY: run test test-fast check format bench clean
 
 $(BIN)/dualserve: setup.cfg pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -17,8 +17,21 @@ $(BIN)/dualserve: setup.cfg pyproject.toml
 run: $(BIN)/dualserve
 	$(BIN)/dualserve run --pipelines-dir examples/pipeline_wrappers --host $(HOST) --port $(PORT) --server $(SERVER)
 
+# Every test (CI runs this), under coverage with branches, the servers the tests start included
+# (pyproject.toml's [tool.coverage.run]); then the whole package's report and the framework-free core's.
 test: $(BIN)/dualserve
-	$(BIN)/python -m pytest
+	$(BIN)/python -m coverage erase
+	$(BIN)/python -m coverage run -m pytest || status=$$?; \
+	$(BIN)/python -m coverage combine --quiet && \
+	$(BIN)/python -m coverage report && \
+	$(BIN)/python -m coverage report --include='dualserve/core/*' && \
+	echo "Coverage (statements and branches): dualserve $$($(BIN)/python -m coverage report --format=total)%," \
+		"dualserve/core $$($(BIN)/python -m coverage report --include='dualserve/core/*' --format=total)%" || exit 1; \
+	exit $${status:-0}
+
+# The fast tier: the tests that start no process (no server, browser or CLI), without coverage.
+test-fast: $(BIN)/dualserve
+	$(BIN)/python -m pytest -m "not server"
 
 check: $(BIN)/dualserve
 	$(BIN)/ruff format --check .
@@ -34,4 +47,4 @@ format: $(BIN)/dualserve
 	$(BIN)/ruff check --fix .
 
 clean:
-	rm -rf $(VENV) build *.egg-info .pytest_cache .mypy_cache .ruff_cache bench/.data
+	rm -rf $(VENV) build *.egg-info .pytest_cache .mypy_cache .ruff_cache bench/.data .coverage .coverage.* htmlcov
