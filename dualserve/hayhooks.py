@@ -35,41 +35,34 @@ class _BraceLogger:
     def __init__(self, logger: logging.Logger) -> None:
         self._logger = logger
 
-    def _log(self, level: int, message: object, *args: Any, **kwargs: Any) -> None:
-        if not self._logger.isEnabledFor(level):
-            return
-        text = str(message)
-        if args or kwargs:
-            try:
-                text = text.format(*args, **kwargs)
-            except (IndexError, KeyError, ValueError):
-                text = " ".join([text, *map(str, args)])  # braces that are not placeholders
-        self._logger.log(level, "%s", text, stacklevel=3)
+    def _log(self, level: int, message: object, args: tuple[Any, ...], kwargs: dict[str, Any], **extra: Any) -> None:
+        if self._logger.isEnabledFor(level):
+            # stacklevel 3: the record names the wrapper's line, not this one or the method above.
+            self._logger.log(level, "%s", _formatted(message, args, kwargs), stacklevel=3, **extra)
 
     def trace(self, message: object, *args: Any, **kwargs: Any) -> None:
-        self._log(logging.DEBUG, message, *args, **kwargs)
+        self._log(logging.DEBUG, message, args, kwargs)
 
     def debug(self, message: object, *args: Any, **kwargs: Any) -> None:
-        self._log(logging.DEBUG, message, *args, **kwargs)
+        self._log(logging.DEBUG, message, args, kwargs)
 
     def info(self, message: object, *args: Any, **kwargs: Any) -> None:
-        self._log(logging.INFO, message, *args, **kwargs)
+        self._log(logging.INFO, message, args, kwargs)
 
     def success(self, message: object, *args: Any, **kwargs: Any) -> None:
-        self._log(logging.INFO, message, *args, **kwargs)
+        self._log(logging.INFO, message, args, kwargs)
 
     def warning(self, message: object, *args: Any, **kwargs: Any) -> None:
-        self._log(logging.WARNING, message, *args, **kwargs)
+        self._log(logging.WARNING, message, args, kwargs)
 
     def error(self, message: object, *args: Any, **kwargs: Any) -> None:
-        self._log(logging.ERROR, message, *args, **kwargs)
+        self._log(logging.ERROR, message, args, kwargs)
 
     def critical(self, message: object, *args: Any, **kwargs: Any) -> None:
-        self._log(logging.CRITICAL, message, *args, **kwargs)
+        self._log(logging.CRITICAL, message, args, kwargs)
 
     def exception(self, message: object, *args: Any, **kwargs: Any) -> None:
-        if self._logger.isEnabledFor(logging.ERROR):
-            self._logger.error("%s", _formatted(message, args, kwargs), exc_info=True, stacklevel=2)
+        self._log(logging.ERROR, message, args, kwargs, exc_info=True)
 
     def bind(self, **extra: Any) -> _BraceLogger:
         return self
@@ -79,6 +72,7 @@ class _BraceLogger:
 
 
 def _formatted(message: object, args: tuple[Any, ...], kwargs: dict[str, Any]) -> str:
+    # loguru's style: "{}" placeholders; braces that are not placeholders keep the text as it is.
     try:
         return str(message).format(*args, **kwargs) if args or kwargs else str(message)
     except (IndexError, KeyError, ValueError):

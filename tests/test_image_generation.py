@@ -94,10 +94,15 @@ def served(request: pytest.FixtureRequest, api: FakeInferenceAPI) -> Iterator[tu
         yield request.param, started.url
 
 
+def at(where: str, served: tuple[str, str]) -> str:
+    """The base URL of the frontend at the root or of the one mounted inside it."""
+    server, url = served
+    return url + (MOUNTED[server] if where == "mounted" else "")
+
+
 @pytest.fixture(params=["root", "mounted"])
 def base(request: pytest.FixtureRequest, served: tuple[str, str]) -> str:
-    server, url = served
-    return url + (MOUNTED[server] if request.param == "mounted" else "")
+    return at(request.param, served)
 
 
 @pytest.fixture(scope="module", params=SERVERS)
@@ -111,8 +116,7 @@ def exposed(request: pytest.FixtureRequest) -> Iterator[tuple[str, str]]:
 
 @pytest.fixture(params=["root", "mounted"])
 def exposed_base(request: pytest.FixtureRequest, exposed: tuple[str, str]) -> str:
-    server, url = exposed
-    return url + (MOUNTED[server] if request.param == "mounted" else "")
+    return at(request.param, exposed)
 
 
 @pytest.fixture

@@ -185,12 +185,9 @@ class WholeRequestWorker(ThreadWorker):  # type: ignore[misc]
         self.poller.register(conn.sock, EVENT_READ, partial(self._on_readable, conn))
 
     def _on_readable(self, conn: _Conn, _sock: object) -> None:
-        try:
-            data = conn.sock.recv(RECV_SIZE)
-        except (BlockingIOError, InterruptedError):
+        data = _receive(conn)
+        if data is None:
             return
-        except OSError:
-            data = b""
         if not data:
             self._close(conn)  # the client left before its request was whole: nothing runs
             return
@@ -278,12 +275,9 @@ class WholeRequestWorker(ThreadWorker):  # type: ignore[misc]
         self.poller.register(conn.sock, EVENT_READ, partial(self._on_lingering, conn))
 
     def _on_lingering(self, conn: _Conn, _sock: object) -> None:
-        try:
-            data = conn.sock.recv(RECV_SIZE)
-        except (BlockingIOError, InterruptedError):
+        data = _receive(conn)
+        if data is None:
             return
-        except OSError:
-            data = b""
         conn.drained += len(data)
         if not data or conn.drained > LINGER_BYTES:
             self._close(conn)
@@ -366,6 +360,18 @@ class WholeRequestWorker(ThreadWorker):  # type: ignore[misc]
             util.write_nonblock(client, wire_error(captured.status_code))
         except Exception:
             self.log.debug("Failed to send error message.")
+
+
+def _receive(conn: _Conn) -> bytes | None:
+    """What a readable socket has: ``None`` when it would block after all, ``b""`` once it is
+    closed or broken."""
+    try:
+        data: bytes = conn.sock.recv(RECV_SIZE)
+    except (BlockingIOError, InterruptedError):
+        return None
+    except OSError:
+        return b""
+    return data
 
 
 def _peer(client: Any) -> str:

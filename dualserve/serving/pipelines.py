@@ -15,7 +15,7 @@ import logging
 import re
 import sys
 import typing
-from collections.abc import Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -94,11 +94,14 @@ class Pipeline:
     def is_async(self) -> bool:
         return inspect.iscoroutinefunction(self.function)
 
-    def invoke(self, arguments: Mapping[str, Any]) -> Any:
-        """Call ``run_api`` from a thread; an async one runs on the shared portal loop."""
+    def invoke(
+        self, arguments: Mapping[str, Any], around: Callable[[Awaitable[Any]], Awaitable[Any]] | None = None
+    ) -> Any:
+        """Call ``run_api`` from a thread; an async one runs on the shared portal loop, inside
+        ``around`` if given (what must be set in the task that awaits it)."""
         value = self.function(**arguments)
         if inspect.isawaitable(value):
-            value = portal.call(value)
+            value = portal.call(around(value) if around is not None else value)
         return value
 
 

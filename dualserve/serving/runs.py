@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
-import inspect
 import logging
 from collections.abc import AsyncIterator, Callable, Generator
 from concurrent.futures import TimeoutError as FutureTimeout
@@ -55,10 +54,7 @@ class Invoke(Step):
 
     def run(self, call: Call) -> Any:
         with call.service.context_for(call.pipeline), call.created:
-            value = call.pipeline.function(**call.arguments)
-            if inspect.isawaitable(value):  # an async run_api called from a thread: on the portal
-                value = portal.call(call.created.watch(value))
-            return value
+            return call.pipeline.invoke(call.arguments, call.created.watch)
 
     async def arun(self, call: Call) -> Any:
         if call.pipeline.is_async:
