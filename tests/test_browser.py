@@ -7,9 +7,11 @@ say so; under CI (CI=true) a missing browser is a failure: .ci/run installs it.
 from __future__ import annotations
 
 import os
+import re
 import shutil
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -34,7 +36,7 @@ if not Path(CHROMIUM).exists() and not os.environ.get("CI"):
         "Debian's chromium is not installed (apt-get install chromium); CI installs it", allow_module_level=True
     )
 
-from playwright.sync_api import Browser, Page, sync_playwright  # noqa: E402
+from playwright.sync_api import Browser, ConsoleMessage, Page, Route, sync_playwright  # noqa: E402
 
 
 @pytest.fixture(scope="module")
@@ -65,6 +67,19 @@ def page(browser: Browser) -> Iterator[Page]:
     page = context.new_page()
     yield page
     context.close()
+
+
+@pytest.fixture
+def violations(page: Page) -> list[str]:
+    """What Chromium reports the page's Content-Security-Policy refused (inline scripts or styles, say)."""
+    refused: list[str] = []
+
+    def listen(message: ConsoleMessage) -> None:
+        if "Content Security Policy" in message.text:
+            refused.append(message.text)
+
+    page.on("console", listen)
+    return refused
 
 
 def shoot(page: Page, name: str) -> None:
@@ -115,3 +130,100 @@ def test_swagger_ui_shows_an_image_result(page: Page, base: tuple[str, str]) -> 
     page.wait_for_function("(el) => el.complete && el.naturalWidth > 0", arg=image.element_handle())
     assert image.evaluate("(el) => el.naturalWidth") == 512
     shoot(page, f"docs-{label}")
+
+
+def run_pdf_report(page: Page, lines: str) -> tuple[object, bytes]:
+    """Run pdf_report with ``lines`` in its list field: the JSON body sent and the PDF answered."""
+    # Playwright gives no body for an attachment the page fetched: pass the exchange through a route.
+    exchange: dict[str, Any] = {}
+
+    def relay(route: Route) -> None:
+        response = route.fetch()
+        exchange.update(sent=route.request.post_data_json, status=response.status, body=response.body())
+        route.fulfill(response=response)
+
+    page.route("**/pdf_report/run", relay)
+    page.fill("#field-lines", lines)
+    page.click("button.run")
+    page.wait_for_selector("#result pre.curl")
+    page.unroute("**/pdf_report/run", relay)
+    assert exchange["status"] == 200
+    return exchange["sent"], exchange["body"]
+
+
+def test_playground_sends_a_list_one_item_per_line(page: Page, base: tuple[str, str], violations: list[str]) -> None:
+    _, url = base
+    page.goto(f"{url}/ui?pipeline=pdf_report")
+    lines = page.locator("#field-lines")
+    # A list[str] is a plain textarea, one item per line: no JSON, no `null` to delete first.
+    assert lines.evaluate("(el) => el.tagName") == "TEXTAREA"
+    assert lines.input_value() == ""
+    assert lines.get_attribute("placeholder") == "one item per line"
+
+    sent, pdf = run_pdf_report(page, "first page\nsecond page\n\nthird page\n")
+    assert sent == {"title": "Report", "lines": ["first page", "second page", "third page"], "download": True}
+    assert re.findall(rb"/Count (\d+)", pdf) == [b"3"]  # run_api got three lines: one page each
+
+    # An empty list field sends nothing, so the default (None: one page) applies.
+    sent, pdf = run_pdf_report(page, "")
+    assert sent == {"title": "Report", "download": True}
+    assert re.findall(rb"/Count (\d+)", pdf) == [b"1"]
+    page.wait_for_selector("#result pre.curl")
+    assert violations == []
+
+
+def test_playground_types_list_items_by_their_schema(page: Page, base: tuple[str, str]) -> None:
+    # No example has a list of numbers: the page's own reader of a list field, per item type.
+    _, url = base
+    page.goto(f"{url}/ui")
+    page.wait_for_selector("#pipelines button")
+    read = "([text, item]) => { try { return listItems(text, item) } catch (e) { return e.message } }"
+    integer = {"kind": "number", "integer": True}
+    assert page.evaluate(read, ["1\n -2 \r\n\n30", integer]) == [1, -2, 30]
+    assert page.evaluate(read, ["0.5\n1e3", {"kind": "number", "integer": False}]) == [0.5, 1000]
+    assert page.evaluate(read, ["1\n1.5", integer]) == 'item 2 ("1.5") is not an integer'
+    assert page.evaluate(read, ["true\nFalse", {"kind": "boolean"}]) == [True, False]
+    assert page.evaluate(read, ["2\n1", {"kind": "enum", "values": [1, 2]}]) == [2, 1]
+    assert page.evaluate(read, ["  a b \n", {"kind": "string"}]) == ["  a b "]
+
+
+@pytest.mark.parametrize(
+    ("pipeline", "extension"),
+    [("pillow_image", "png"), ("pdf_report", "pdf"), ("several_images", "zip"), ("file_on_disk", "png")],
+)
+def test_playground_curl_names_the_file_by_its_type(
+    page: Page, base: tuple[str, str], pipeline: str, extension: str, violations: list[str]
+) -> None:
+    _, url = base
+    page.goto(f"{url}/ui?pipeline={pipeline}")
+    page.click("button.run")
+    page.wait_for_selector("#result pre.curl")
+    curl = page.inner_text("#result pre.curl")
+    assert curl.startswith(f"curl -X POST '{url}/{pipeline}/run'")
+    assert curl.endswith(f" -o result.{extension}")
+    assert str(page.get_attribute("#result a.download", "download")).endswith(f".{extension}")
+    assert violations == []
+
+
+def test_playground_shows_several_images_as_a_gallery(page: Page, base: tuple[str, str], violations: list[str]) -> None:
+    label, url = base
+    page.goto(f"{url}/ui?pipeline=several_images")
+    page.fill("#field-count", "4")
+    page.fill("#field-size", "64")
+    page.click("button.run")
+    page.wait_for_function(
+        "() => { const images = [...document.querySelectorAll('#result .gallery img')];"
+        " return images.length === 4 && images.every((i) => i.complete && i.naturalWidth > 0) }"
+    )
+    sizes = page.eval_on_selector_all(
+        "#result .gallery img", "(images) => images.map((i) => [i.naturalWidth, i.naturalHeight])"
+    )
+    assert sizes == [[64, 64]] * 4
+    captions = page.locator("#result .gallery figcaption").all_inner_texts()
+    assert captions == [f"image_{index}.png" for index in range(4)]
+    whole = page.locator("#result a.download")
+    assert whole.get_attribute("download") == "several_images.zip"
+    assert str(whole.get_attribute("href")).startswith("blob:")
+    assert page.inner_text("#result pre.curl").endswith(" -o result.zip")
+    assert violations == []
+    shoot(page, f"ui-gallery-{label}")

@@ -1,7 +1,8 @@
 // The dualserve playground: forms built from this frontend's OpenAPI document, results shown inline.
 "use strict";
 
-const state = { doc: null, server: "" };
+// runs counts the runs started, so an answer that comes after a newer run started is dropped.
+const state = { doc: null, server: "", urls: [], runs: 0 };
 
 async function main() {
   const response = await fetch("openapi.json");
@@ -37,7 +38,37 @@ function fieldType(schema) {
   if (schema.type === "boolean") return { kind: "boolean" };
   if (schema.type === "integer" || schema.type === "number") return { kind: "number", integer: schema.type === "integer" };
   if (schema.type === "string") return { kind: "string" };
+  if (schema.type === "array" && !schema.prefixItems) {
+    const item = fieldType(resolveRef(schema.items));
+    if (["string", "number", "boolean", "enum"].includes(item.kind)) return { kind: "list", item };
+  }
   return { kind: "json" };
+}
+
+// A list is typed one item per line; each line becomes a value of the schema's item type.
+function listItems(text, item) {
+  const lines = text.split("\n").map((line) => line.replace(/\r$/, "")).filter((line) => line.trim() !== "");
+  return lines.map((line, index) => {
+    const where = `item ${index + 1} (${JSON.stringify(line)})`;
+    if (item.kind === "number") {
+      const value = Number(line.trim());
+      if (!Number.isFinite(value) || (item.integer && !Number.isInteger(value))) {
+        throw new Error(`${where} is not ${item.integer ? "an integer" : "a number"}`);
+      }
+      return value;
+    }
+    if (item.kind === "boolean") {
+      const word = line.trim().toLowerCase();
+      if (word !== "true" && word !== "false") throw new Error(`${where} is not true or false`);
+      return word === "true";
+    }
+    if (item.kind === "enum") {
+      const value = item.values.find((option) => String(option) === line.trim());
+      if (value === undefined) throw new Error(`${where} is not one of ${item.values.map(String).join(", ")}`);
+      return value;
+    }
+    return line;
+  });
 }
 
 function show(name) {
@@ -68,11 +99,16 @@ function show(name) {
     } else if (type.kind === "file") {
       input = document.createElement("input");
       input.type = "file";
+    } else if (type.kind === "list") {
+      input = document.createElement("textarea");
+      input.rows = 4;
+      input.placeholder = type.item.kind === "number" ? "one number per line" : "one item per line";
+      if (Array.isArray(property.default)) input.value = property.default.map(String).join("\n");
     } else if (type.kind === "json") {
       input = document.createElement("textarea");
       input.rows = 3;
       input.placeholder = "JSON";
-      if (property.default !== undefined) input.value = JSON.stringify(property.default);
+      if (property.default !== undefined && property.default !== null) input.value = JSON.stringify(property.default);
     } else {
       input = document.createElement("input");
       input.type = type.kind === "number" ? "number" : "text";
@@ -114,59 +150,207 @@ function collect(fields, contentType) {
       continue;
     }
     if (type.kind === "boolean") { values[key] = input.checked; continue; }
+    if (type.kind === "list") {
+      // An empty list sends nothing, so the parameter's default applies.
+      const items = listItems(input.value, type.item);
+      if (items.length) values[key] = items;
+      continue;
+    }
     if (input.value === "" && !required) continue;
     if (type.kind === "number") values[key] = Number(input.value);
     else if (type.kind === "enum") values[key] = JSON.parse(input.value);
-    else if (type.kind === "json") values[key] = JSON.parse(input.value);
-    else values[key] = input.value;
+    else if (type.kind === "json") {
+      try {
+        values[key] = JSON.parse(input.value);
+      } catch (error) {
+        throw new Error(`${key}: not valid JSON: ${error.message}`);
+      }
+    } else values[key] = input.value;
   }
   if (contentType === "multipart/form-data") {
+    // Form fields are text: a list is its key repeated, one item each (as the server reads forms).
     const body = new FormData();
-    for (const [key, value] of Object.entries(values)) {
-      body.append(key, value instanceof File ? value : (typeof value === "string" ? value : JSON.stringify(value)));
-    }
+    for (const [key, value] of formPairs(values)) body.append(key, value);
     return { body, values };
   }
   return { body: JSON.stringify(values), values };
 }
 
-function curlCommand(name, contentType, values) {
-  const url = new URL(`${state.server}/${name}/run`, location.href).href;
-  if (contentType === "multipart/form-data") {
-    const parts = Object.entries(values).map(([key, value]) =>
-      value instanceof File ? `-F '${key}=@${value.name}'` : `-F '${key}=${typeof value === "string" ? value : JSON.stringify(value)}'`);
-    return `curl -X POST '${url}' ${parts.join(" ")} -o result`;
+function formPairs(values) {
+  const pairs = [];
+  const text = (value) => (typeof value === "string" ? value : JSON.stringify(value));
+  for (const [key, value] of Object.entries(values)) {
+    if (value instanceof File) pairs.push([key, value]);
+    else if (Array.isArray(value)) for (const item of value) pairs.push([key, text(item)]);
+    else pairs.push([key, text(value)]);
   }
-  return `curl -X POST '${url}' -H 'Content-Type: application/json' -d '${JSON.stringify(values)}' -o result`;
+  return pairs;
 }
 
-function filenameOf(response, fallback) {
+// Extensions a media type's subtype does not spell; others are the subtype itself (image/png → png).
+const EXTENSIONS = {
+  "image/jpeg": "jpg",
+  "image/svg+xml": "svg",
+  "image/x-icon": "ico",
+  "image/vnd.microsoft.icon": "ico",
+  "audio/mpeg": "mp3",
+  "audio/wave": "wav",
+  "audio/x-wav": "wav",
+  "audio/vnd.wave": "wav",
+  "text/plain": "txt",
+  "text/markdown": "md",
+  "text/javascript": "js",
+  "application/gzip": "gz",
+  "application/x-tar": "tar",
+  "application/octet-stream": "bin",
+};
+const IMAGE_EXTENSIONS = {
+  png: "image/png", jpg: "image/jpeg", jpeg: "image/jpeg", gif: "image/gif", webp: "image/webp",
+  avif: "image/avif", bmp: "image/bmp", svg: "image/svg+xml",
+};
+
+function extensionOf(type, filename) {
+  const named = /\.([A-Za-z0-9]{1,8})$/.exec(filename || "");
+  if (named) return named[1].toLowerCase();
+  if (EXTENSIONS[type]) return EXTENSIONS[type];
+  const subtype = (type.split("/")[1] || "").split("+")[0].replace(/^(x-|vnd\.)/, "");
+  return /^[a-z0-9]{1,8}$/.test(subtype) ? subtype : "bin";
+}
+
+// What a plain curl of this endpoint saves: the answer's own type and file name when the run
+// succeeded, else the first type the endpoint documents (the one a request without Accept gets).
+function outputName(name, response, type) {
+  const filename = response.ok ? dispositionName(response) : null;
+  let mediaType = type;
+  if (!response.ok) {
+    const documented = Object.keys(state.doc.paths[`/${name}/run`].post.responses["200"].content || {});
+    if (documented.length && documented[0] !== "*/*") mediaType = documented[0];
+  }
+  return `result.${extensionOf(mediaType, filename)}`;
+}
+
+function shellQuote(text) {
+  return `'${String(text).replace(/'/g, "'\\''")}'`;
+}
+
+function curlCommand(name, contentType, values, output) {
+  const url = new URL(`${state.server}/${name}/run`, location.href).href;
+  if (contentType === "multipart/form-data") {
+    // -F reads "@x" and "<x" as files: such text goes with --form-string.
+    const parts = formPairs(values).map(([key, value]) => {
+      if (value instanceof File) return `-F ${shellQuote(`${key}=@${value.name}`)}`;
+      return `${/^[@<]/.test(value) ? "--form-string" : "-F"} ${shellQuote(`${key}=${value}`)}`;
+    });
+    return `curl -X POST ${shellQuote(url)} ${parts.join(" ")} -o ${output}`;
+  }
+  return `curl -X POST ${shellQuote(url)} -H 'Content-Type: application/json' -d ${shellQuote(JSON.stringify(values))} -o ${output}`;
+}
+
+function dispositionName(response) {
   const disposition = response.headers.get("content-disposition") || "";
   const star = /filename\*=UTF-8''([^;]+)/i.exec(disposition);
-  if (star) return decodeURIComponent(star[1]);
+  if (star) {
+    try { return decodeURIComponent(star[1]); } catch { /* fall back to the plain name */ }
+  }
   const plain = /filename="?([^";]+)"?/i.exec(disposition);
-  return plain ? plain[1] : fallback;
+  return plain ? plain[1] : null;
+}
+
+// The entries of a zip, read from its central directory (a streamed zip's local headers carry no
+// sizes): stored entries as they are, deflated ones through the browser's own DecompressionStream.
+async function zipEntries(blob) {
+  const bytes = new Uint8Array(await blob.arrayBuffer());
+  const view = new DataView(bytes.buffer);
+  let end = -1;
+  for (let i = bytes.length - 22; i >= Math.max(0, bytes.length - 22 - 0xffff); i--) {
+    if (view.getUint32(i, true) === 0x06054b50) { end = i; break; }
+  }
+  if (end < 0) return [];
+  const entries = [];
+  let offset = view.getUint32(end + 16, true);
+  for (let n = view.getUint16(end + 10, true); n > 0; n--) {
+    if (offset + 46 > bytes.length || view.getUint32(offset, true) !== 0x02014b50) break;
+    const flags = view.getUint16(offset + 8, true);
+    const method = view.getUint16(offset + 10, true);
+    const size = view.getUint32(offset + 20, true);
+    const nameLength = view.getUint16(offset + 28, true);
+    const local = view.getUint32(offset + 42, true);
+    const name = new TextDecoder().decode(bytes.subarray(offset + 46, offset + 46 + nameLength));
+    offset += 46 + nameLength + view.getUint16(offset + 30, true) + view.getUint16(offset + 32, true);
+    if (flags & 1 || name.endsWith("/") || local + 30 > bytes.length || view.getUint32(local, true) !== 0x04034b50) continue;
+    const start = local + 30 + view.getUint16(local + 26, true) + view.getUint16(local + 28, true);
+    if (start + size > bytes.length) continue;
+    const data = new Blob([bytes.subarray(start, start + size)]);
+    try {
+      if (method === 0) entries.push({ name, blob: data });
+      else if (method === 8) {
+        const inflated = data.stream().pipeThrough(new DecompressionStream("deflate-raw"));
+        entries.push({ name, blob: await new Response(inflated).blob() });
+      }
+    } catch { /* an entry the browser cannot read is left out of the gallery */ }
+  }
+  return entries;
+}
+
+async function gallery(blob, name) {
+  const entries = await zipEntries(blob);
+  const images = entries.filter((entry) => IMAGE_EXTENSIONS[extensionOf("", entry.name)]);
+  if (!images.length) return null;
+  const container = document.createElement("div");
+  container.className = "gallery";
+  for (const entry of images) {
+    const url = objectURL(new Blob([entry.blob], { type: IMAGE_EXTENSIONS[extensionOf("", entry.name)] }));
+    const figure = document.createElement("figure");
+    const image = document.createElement("img");
+    image.src = url;
+    image.alt = `${name}: ${entry.name}`;
+    const caption = document.createElement("figcaption");
+    const link = document.createElement("a");
+    link.href = url;
+    link.download = entry.name;
+    link.textContent = entry.name;
+    caption.appendChild(link);
+    figure.append(image, caption);
+    container.appendChild(figure);
+  }
+  return container;
+}
+
+function objectURL(blob) {
+  const url = URL.createObjectURL(blob);
+  state.urls.push(url);
+  return url;
 }
 
 async function execute(name, contentType, fields) {
   const result = document.getElementById("result");
-  result.innerHTML = "<p class='meta'>Running…</p>";
+  const run = ++state.runs;
+  for (const url of state.urls.splice(0)) URL.revokeObjectURL(url);
+  result.replaceChildren(paragraph("Running…", "meta"));
   let payload;
   try {
     payload = collect(fields, contentType);
   } catch (error) {
-    result.innerHTML = "";
-    result.appendChild(paragraph(`Not valid JSON: ${error.message}`, "error"));
+    result.replaceChildren(paragraph(error.message, "error"));
     return;
   }
   const headers = contentType === "multipart/form-data" ? {} : { "Content-Type": "application/json" };
   const started = performance.now();
-  const response = await fetch(`${state.server}/${name}/run`, { method: "POST", headers, body: payload.body });
-  const blob = await response.blob();
-  const type = (response.headers.get("content-type") || "application/octet-stream").split(";")[0].trim();
-  result.innerHTML = "";
-  result.appendChild(paragraph(`${response.status} · ${type} · ${blob.size.toLocaleString()} bytes · ${Math.round(performance.now() - started)} ms`, "meta"));
-  const url = URL.createObjectURL(blob);
+  let response;
+  let blob;
+  try {
+    response = await fetch(`${state.server}/${name}/run`, { method: "POST", headers, body: payload.body });
+    blob = await response.blob();
+  } catch (error) {
+    if (run === state.runs) result.replaceChildren(paragraph(`The request failed: ${error.message}`, "error"));
+    return;
+  }
+  if (run !== state.runs) return;
+  const type = (response.headers.get("content-type") || "application/octet-stream").split(";")[0].trim().toLowerCase();
+  const output = outputName(name, response, type);
+  const elapsed = Math.round(performance.now() - started);
+  const nodes = [paragraph(`${response.status} · ${type} · ${blob.size.toLocaleString()} bytes · ${elapsed} ms`, "meta")];
+  const url = objectURL(blob);
   let view;
   if (type.startsWith("image/")) {
     view = document.createElement("img");
@@ -184,24 +368,27 @@ async function execute(name, contentType, fields) {
   }
   if (view) {
     view.src = url;
-    result.appendChild(view);
-  } else if (type.startsWith("text/") || type === "application/json") {
+    nodes.push(view);
+  } else if (response.ok && (type === "application/zip" || type === "application/x-zip-compressed")) {
+    const images = await gallery(blob, name);
+    if (images) nodes.push(images);
+  } else if (type.startsWith("text/") || type === "application/json" || type.endsWith("+json")) {
     const text = await blob.text();
     const pre = document.createElement("pre");
     try { pre.textContent = JSON.stringify(JSON.parse(text), null, 2); } catch { pre.textContent = text; }
     if (!response.ok) pre.className = "error";
-    result.appendChild(pre);
+    nodes.push(pre);
   }
   const download = document.createElement("a");
   download.href = url;
-  download.download = filenameOf(response, `${name}-result`);
-  download.textContent = "Download";
+  download.download = dispositionName(response) || `${name}-result.${extensionOf(type)}`;
+  download.textContent = nodes.some((node) => node.className === "gallery") ? `Download all (${download.download})` : "Download";
   download.className = "download";
-  result.appendChild(download);
   const curl = document.createElement("pre");
   curl.className = "curl";
-  curl.textContent = curlCommand(name, contentType, payload.values);
-  result.appendChild(curl);
+  curl.textContent = curlCommand(name, contentType, payload.values, output);
+  if (run !== state.runs) return;
+  result.replaceChildren(...nodes, download, curl);
 }
 
 function paragraph(text, className) {
