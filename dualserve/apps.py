@@ -11,6 +11,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from .serving.aio import portal
 from .serving.config import Settings
 from .serving.pipelines import Registry
 from .serving.service import Service
@@ -37,6 +38,7 @@ def fastapi_app(pipelines: PipelinesSource, **settings: Unpack[Settings]) -> Dua
     """
     from .frontends import fastapi
 
+    portal.adopt()  # built by a server on its loop (uvicorn's factory): async wrapper code runs there
     return fastapi.create_app(_service(pipelines, settings))
 
 
@@ -51,6 +53,7 @@ def asgi_app(pipelines: PipelinesSource, **settings: Unpack[Settings]) -> FastAP
     """FastAPI at ``/`` and Flask at ``/flask/`` in one ASGI app, for uvicorn."""
     from .frontends.compose import compose_asgi
 
+    portal.adopt()  # as in fastapi_app: the Flask mount's threads then call into the server's loop
     return compose_asgi(_service(pipelines, settings))
 
 

@@ -199,9 +199,13 @@ def test_file_bytes_on_the_wire(base: str, headers: dict[str, str], status: int,
 
 def test_async_setup_and_calls_share_one_loop_on_both_frontends(server: tuple[str, str]) -> None:
     name, url = server
+    # uvicorn's own loop runs in its main thread: async wrapper code runs there, from both frontends
+    # (issue 14); gunicorn has no loop of its own, so the portal's thread runs it.
+    loop_thread = "MainThread" if name == "uvicorn" else "dualserve-portal"
+    expected = {"result": "HI", "setup_thread": loop_thread, "thread": loop_thread}
     for base in (url, url + MOUNTED[name], url):
         response = httpx2.get(f"{base}/batcher/run", params={"text": "hi"}, timeout=10)
-        assert (response.status_code, response.json()) == (200, {"result": "HI"})
+        assert (response.status_code, response.json()) == (200, expected)
 
 
 def test_client_leaving_mid_body_does_not_run_the_pipeline(base: str, tmp_path: Path) -> None:

@@ -17,7 +17,6 @@ from http import HTTPStatus
 from pathlib import Path
 from typing import Any
 
-from ..serving.aio import portal
 from .returns import encode_json
 from .streams import closer
 
@@ -71,20 +70,30 @@ class Reply:
     #: Run once the response is over, whether finished, aborted, answered by HEAD or 304.
     cleanups: list[Callable[[], object]] = field(default_factory=list)
 
+    #: Runs an async cleanup (a Starlette background task, an async generator's ``aclose``) to its
+    #: end from a thread: the serving layer sets its loop's (``asyncio.run`` stands in without one).
+    wait: Callable[[Awaitable[Any]], object] | None = None
+
     def close(self) -> None:
-        """Run the cleanups from a thread; async ones (a Starlette background task) on the portal loop."""
+        """Run the cleanups from a thread; async ones through :attr:`wait`."""
         for cleanup in self._take_cleanups():
             outcome = _call_logged(cleanup)
             if inspect.isawaitable(outcome):
-                portal.call(_await_logged(outcome, cleanup))
+                self._wait_logged(outcome, cleanup)
 
     async def aclose(self, to_thread: Callable[..., Awaitable[Any]]) -> None:
-        """Run the cleanups from an event loop: sync ones (closing a generator, deleting a file) in
-        a thread through ``to_thread``, async ones on the portal loop."""
+        """Run the cleanups from an event loop, each in a thread through ``to_thread`` (closing a
+        generator, deleting a file: blocking work), async ones waited for there too."""
         for cleanup in self._take_cleanups():
             outcome = await to_thread(_call_logged, cleanup)
             if inspect.isawaitable(outcome):
-                await portal.acall(_await_logged(outcome, cleanup))
+                await to_thread(self._wait_logged, outcome, cleanup)
+
+    def _wait_logged(self, awaitable: Awaitable[Any], cleanup: object) -> None:
+        try:
+            (self.wait or _run)(awaitable)
+        except Exception:
+            logger.exception("Cleanup %r failed after the response", cleanup)
 
     def _take_cleanups(self) -> list[Callable[[], object]]:
         cleanups, self.cleanups = self.cleanups, []
@@ -230,8 +239,8 @@ def _call_logged(cleanup: Callable[[], object]) -> object:
         return None
 
 
-async def _await_logged(awaitable: Awaitable[object], cleanup: object) -> None:
-    try:
-        await awaitable
-    except Exception:
-        logger.exception("Cleanup %r failed after the response", cleanup)
+def _run(awaitable: Awaitable[Any]) -> object:
+    async def wait() -> object:
+        return await awaitable
+
+    return asyncio.run(wait())

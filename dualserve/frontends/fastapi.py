@@ -48,6 +48,8 @@ def create_app(service: Service) -> DualserveFastAPI:
     app.openapi = lambda: build_document(service.registry)  # type: ignore[method-assign]
     app.add_exception_handler(HTTPException, _http_exception)
     app.state.dualserve = service
+    # The async setup() calls left for the server's loop, awaited before it takes requests.
+    app.router.on_startup.append(service.start)
     return app
 
 
@@ -78,6 +80,8 @@ class DualserveFastAPI(FastAPI):
         self._direct_mounts[prefix] = app
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if self._service.registry.pending and scope["type"] == "http":
+            await self._service.start()  # served with no lifespan (a mount, --lifespan off)
         if scope["type"] == "http" and not self.user_middleware:
             root: str = scope.get("root_path", "")
             path: str = scope["path"][len(root) :] if scope["path"].startswith(root) else scope["path"]

@@ -1,11 +1,15 @@
-"""One event loop for all of a process's async wrapper code. Standard library only.
+"""The event loop all of a process's async wrapper code runs on. Standard library only.
 
 An ``async def setup()``, ``async def run_api``, an async generator, or a Starlette background
-task all run on the same loop, in a daemon thread, whichever frontend called them: Flask views
-(threads with no loop), FastAPI (the server's loop), FastAPI mounted in Flask. So what a
-wrapper's ``setup()`` bound to "the" loop (an ``httpx.AsyncClient``, an ``asyncio.Lock``, a
-batching task) keeps working on every frontend. FastAPI awaits the portal without blocking its
-own loop; the cost is one cross-loop hop per call (and per chunk of an async stream).
+task all run on one loop, whichever frontend called them: Flask views (threads with no loop),
+FastAPI, FastAPI mounted in Flask. So what a wrapper's ``setup()`` bound to "the" loop (an
+``httpx.AsyncClient``, an ``asyncio.Lock``, a batching task) keeps working on every frontend.
+
+Which loop: the server's own where there is one. Under uvicorn, the ASGI factory is called on the
+server's running loop, and the portal adopts it (:meth:`Portal.adopt`): FastAPI then awaits async
+wrapper code with no hop at all, and the Flask mount's threads call into that loop. Where no
+server loop exists (gunicorn, ``flask run``, an app built outside any loop), the portal starts
+its own in a daemon thread on first use, and FastAPI awaits it across loops.
 """
 
 from __future__ import annotations
@@ -23,7 +27,8 @@ T = TypeVar("T")
 
 
 class Portal:
-    """One event loop in a background thread, started on first use."""
+    """The loop async wrapper code runs on: a server's adopted loop, or one of its own in a
+    background thread, started on first use."""
 
     def __init__(self) -> None:
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -32,11 +37,28 @@ class Portal:
     @property
     def loop(self) -> asyncio.AbstractEventLoop:
         with self._lock:
-            if self._loop is None:
+            if self._loop is None or self._loop.is_closed():
                 loop = asyncio.new_event_loop()
                 threading.Thread(target=loop.run_forever, name="dualserve-portal", daemon=True).start()
                 self._loop = loop
             return self._loop
+
+    def adopt(self) -> bool:
+        """Make the loop running in this thread (a server's, calling its app factory) the portal's,
+        unless the portal already has a live loop (what ran on it may be bound to it). Whether the
+        running loop is now the portal's."""
+        running = _running_loop()
+        if running is None:
+            return False
+        with self._lock:
+            if self._loop is None or self._loop.is_closed():
+                self._loop = running
+            return self._loop is running
+
+    def is_current(self) -> bool:
+        """Whether this thread is running the portal's loop: awaiting there needs no hop."""
+        loop = self._loop
+        return loop is not None and _running_loop() is loop
 
     def call(self, awaitable: Awaitable[T]) -> T:
         """Run ``awaitable`` on the portal's loop and wait for its result in this (other) thread."""
@@ -64,8 +86,14 @@ class Portal:
             if hasattr(iterator, "aclose"):
                 self.call(aclose_iterator(iterator))
 
-    async def aiterate(self, iterator: AsyncIterator[T]) -> AsyncIterator[T]:
-        """Iterate an async iterator on the portal from another loop; closing this closes it too."""
+    def aiterate(self, iterator: AsyncIterator[T]) -> AsyncIterator[T]:
+        """``iterator`` as iterated from this loop: itself on the portal's loop (no hop per chunk),
+        else each step awaited across loops; closing what is returned closes it too."""
+        if self.is_current():
+            return iterator
+        return self._across(iterator)
+
+    async def _across(self, iterator: AsyncIterator[T]) -> AsyncIterator[T]:
         try:
             while True:
                 try:

@@ -8,6 +8,7 @@ is recorded with its file and error; the others still serve.
 
 from __future__ import annotations
 
+import asyncio
 import functools
 import importlib.util
 import inspect
@@ -90,7 +91,7 @@ class Pipeline:
         """The methods ``/{name}/run`` answers: a GET cannot carry a file, so uploads are POST only."""
         return ("POST",) if self.parameters.uploads else ("GET", "HEAD", "POST")
 
-    @property
+    @functools.cached_property
     def is_async(self) -> bool:
         return inspect.iscoroutinefunction(self.function)
 
@@ -112,9 +113,37 @@ class Registry:
     :param failures: ``{name: "file: error"}`` for each wrapper that failed.
     """
 
-    def __init__(self, pipelines: Mapping[str, Pipeline], failures: Mapping[str, str] | None = None) -> None:
+    def __init__(
+        self,
+        pipelines: Mapping[str, Pipeline],
+        failures: Mapping[str, str] | None = None,
+        pending: Mapping[str, Awaitable[object]] | None = None,
+    ) -> None:
         self.pipelines = dict(pipelines)
         self.failures = dict(failures or {})
+        #: The async ``setup()`` of each pipeline built on a server's loop, awaited by :meth:`start`.
+        self.pending = dict(pending or {})
+        self._starting: asyncio.Lock | None = None
+
+    async def start(self) -> None:
+        """Await the async ``setup()`` calls left for the server's loop (at startup, or before the
+        first request where no lifespan ran); a pipeline whose setup fails moves to ``failures``."""
+        if self._starting is None:
+            self._starting = asyncio.Lock()
+        async with self._starting:
+            while self.pending:
+                name, awaitable = next(iter(self.pending.items()))
+                try:
+                    await awaitable
+                except Exception as exc:
+                    failure = LoadError(
+                        f"{_where(self.pipelines[name].wrapper)}: setup() raised {type(exc).__name__}: {exc}"
+                    )
+                    self.failures[name] = str(failure)
+                    del self.pipelines[name]
+                    logger.error("Pipeline %r failed to load: %s", name, failure, exc_info=exc)
+                finally:
+                    del self.pending[name]
 
     @classmethod
     def from_wrappers(cls, wrappers: Mapping[str, SupportsRunApi]) -> Registry:
@@ -139,13 +168,17 @@ class Registry:
     def _build(cls, loaders: list[tuple[str, Callable[[], Any]]]) -> Registry:
         pipelines: dict[str, Pipeline] = {}
         failures: dict[str, str] = {}
+        pending: dict[str, Awaitable[object]] = {}
         for name, load in loaders:
             try:
-                pipelines[name] = _set_up(name, load())
+                pipelines[name], setup = _set_up(name, load())
             except LoadError as exc:
                 failures[name] = str(exc)
                 logger.error("Pipeline %r failed to load: %s", name, exc, exc_info=exc.__cause__)
-        return cls(pipelines, failures)
+                continue
+            if setup is not None:
+                pending[name] = setup
+        return cls(pipelines, failures, pending)
 
 
 def load_wrapper(path: Path, name: str) -> Any:
@@ -212,18 +245,25 @@ def _given(wrapper: Any) -> Any:
     return wrapper
 
 
-def _set_up(name: str, wrapper: Any) -> Pipeline:
+def _set_up(name: str, wrapper: Any) -> tuple[Pipeline, Awaitable[object] | None]:
+    """The pipeline, set up; or with its async ``setup()`` still to await, when it is built on
+    the portal's loop itself (a server's, which cannot wait for itself): :meth:`Registry.start`."""
     pipeline = Pipeline.from_wrapper(name, wrapper)
     setup = getattr(wrapper, "setup", None)
     if callable(setup):
         try:
-            where = inspect.getsourcefile(type(wrapper)) or type(wrapper).__qualname__
-        except (TypeError, OSError):  # defined in a notebook, `python -c`, or exec()
-            where = type(wrapper).__qualname__
-        try:
             outcome = setup()
             if inspect.isawaitable(outcome):
+                if portal.is_current():
+                    return pipeline, outcome
                 portal.call(outcome)
         except Exception as exc:
-            raise LoadError(f"{where}: setup() raised {type(exc).__name__}: {exc}") from exc
-    return pipeline
+            raise LoadError(f"{_where(wrapper)}: setup() raised {type(exc).__name__}: {exc}") from exc
+    return pipeline, None
+
+
+def _where(wrapper: Any) -> str:
+    try:
+        return inspect.getsourcefile(type(wrapper)) or type(wrapper).__qualname__
+    except (TypeError, OSError):  # defined in a notebook, `python -c`, or exec()
+        return type(wrapper).__qualname__

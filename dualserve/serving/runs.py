@@ -169,6 +169,7 @@ class Call:
 
     def _finished(self, reply: Reply) -> Reply:
         reply.cleanups += self.cleanups
+        reply.wait = portal.call  # an async cleanup (a background task, a stream's aclose) runs on its loop
         return for_method(reply, self.request.method)
 
     def _timed_out(self, timeout: float) -> Reply:

@@ -41,6 +41,7 @@ from ..core.returns import encode_json, path_result
 from ..core.routes import Route
 from ..exceptions import HTTPError, ResolveError
 from ..uploads import UploadFile
+from .aio import portal
 from .openapi import build_document
 from .pages import asset, page
 from .pipelines import Pipeline, Registry, is_valid_name
@@ -125,6 +126,10 @@ class Service:
         # A bare context, the same on every frontend: send_file then answers a plain 200 and
         # the core applies Range and conditional requests as for any file.
         return self._contexts["werkzeug"]()
+
+    async def start(self) -> None:
+        """Await the async ``setup()`` calls left for the server's loop (see :mod:`.aio`)."""
+        await portal.acall(self.registry.start())
 
     # --- the pool -------------------------------------------------------------------------------
 
