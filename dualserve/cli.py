@@ -153,23 +153,42 @@ def _parser() -> argparse.ArgumentParser:
         "call",
         help="call a pipeline and save or print its result",
         description="POST the parameters as JSON to NAME/run. A value that reads as JSON (256, true, "
-        '[1,2], {"a":1}) is sent as that JSON; anything else as a string.',
+        '[1,2], {"a":1}) is sent as that JSON; anything else as a string. Without -o, JSON and text are '
+        "printed and binary goes to a pipe (several items as the server's zip), never to a terminal.",
+        epilog="Exit status: 0 done; 1 the server answered an error, could not be reached, or the answer "
+        "could not be written; 2 the command line cannot be used as given.",
     )
     call.add_argument("name", help="the pipeline")
     call.add_argument(
         "-p", "--param", action="append", default=[], metavar="KEY=VALUE", help="a parameter; repeat for more"
     )
-    call.add_argument("-o", "--output", help="save the result here (a folder gets the server's file name)")
+    call.add_argument(
+        "-o",
+        "--output",
+        metavar="PATH",
+        help="a folder (existing, or ending in /) gets every item under the server's name; FILE.zip or "
+        "FILE.json the answer as the server sent it; another FILE the one item the answer holds; - is stdout",
+    )
     call.add_argument("--url", default="http://127.0.0.1:1416", help="the server, with /flask or /fastapi if mounted")
-    call.add_argument("--accept", help="the media type to ask for, such as image/webp")
-    call.add_argument("--timeout", type=float, default=120.0)
+    call.add_argument(
+        "--accept", help="the media type to ask for, such as image/webp or application/json (default: the server's)"
+    )
+    call.add_argument(
+        "--timeout", type=float, default=120.0, metavar="SECONDS", help="to connect, and between bytes (default 120)"
+    )
     parity = commands.add_parser(
         "parity",
-        help="replay requests against two servers and report any difference",
-        description="Compares status, the chosen headers (by meaning) and the body of each case.",
+        help="replay requests against two servers and report any difference, breaking or additive",
+        description=(
+            "Compares status, the chosen headers (by meaning) and the body of each case, and whether "
+            "validators and Accept-Ranges are there. Each difference is a line, 'breaking:' or 'additive:' "
+            "(a 206 for a Range, a 422 where A crashed, a JSON error for an HTML page, an ETag added; "
+            "the rules are in dualserve.parity's docstring)."
+        ),
+        epilog="exit status: 0 no breaking difference (--strict: no difference), 1 otherwise, 2 a server unreachable",
     )
-    parity.add_argument("--a", required=True, help="the first server, such as the legacy app")
-    parity.add_argument("--b", required=True, help="the second server, such as the migrated app")
+    parity.add_argument("--a", required=True, help="the reference server, such as the legacy app")
+    parity.add_argument("--b", required=True, help="the server held to it, such as the migrated app")
     parity.add_argument("--cases", required=True, help='a JSON list of {"method", "path", "headers", "json"}')
     parity.add_argument(
         "--header",
@@ -178,62 +197,221 @@ def _parser() -> argparse.ArgumentParser:
         metavar="NAME",
         help="a header to compare; repeat (default: content-type, content-disposition, content-length)",
     )
+    parity.add_argument("--strict", action="store_true", help="exit 1 on any difference, additive ones too")
     return parser
 
 
 def _parity(options: argparse.Namespace) -> int:
+    import httpx2
+
     from .parity import DEFAULT_HEADERS, compare, load_cases
 
     cases = load_cases(options.cases)
     headers = [name.lower() for name in options.headers] if options.headers else DEFAULT_HEADERS
     try:
         differences = compare(options.a, options.b, cases, headers)
-    except OSError as exc:
+    except (OSError, httpx2.TransportError) as exc:
         print(f"dualserve parity: {exc}", file=sys.stderr)
         return 2
-    for line in differences:
-        print(line)
-    print(f"{len(cases)} cases, {len(differences)} differences", file=sys.stderr)
-    return 1 if differences else 0
+    for difference in differences:
+        print(difference)
+    breaking = sum(difference.breaking for difference in differences)
+    additive = len(differences) - breaking
+    print(f"{len(cases)} cases: {breaking} breaking, {additive} additive differences", file=sys.stderr)
+    return 1 if breaking or (options.strict and differences) else 0
 
 
 def _call(options: argparse.Namespace) -> int:
+    """``dualserve call``: every failure is one line on stderr, with the exit status the epilog gives."""
+    import httpx2
+
     from .client import Client, ServerError
 
+    endpoint = f"{options.url.rstrip('/')}/{options.name}/run"
+    try:
+        params = _call_params(options.param)
+        target, folder = _call_target(options)
+        if not options.timeout > 0:
+            raise _CallError("--timeout must be above 0", 2)
+        url = httpx2.URL(options.url)
+        if url.scheme not in ("http", "https") or not url.host:
+            raise _CallError(f"--url needs http:// or https:// and a host, not {options.url!r}", 2)
+        if options.accept is not None and not options.accept.isascii():
+            raise _CallError(f"--accept {options.accept!r}: a header value is ASCII", 2)
+        accept = options.accept
+        if accept is None and (target is None or folder or target.suffix.lower() == ".zip"):
+            # Several items come as the server's zip, one as itself (a single image has no zip form).
+            accept = "application/zip, */*;q=0.8"
+        with (
+            Client(options.url, timeout=options.timeout) as client,
+            client.stream(options.name, accept=accept, **params) as response,
+        ):
+            for path in _call_answer(response, options.name, target, folder):
+                print(path, file=sys.stderr)
+        return 0
+    except _CallError as exc:
+        return _call_fail(str(exc), exc.status)
+    except ServerError as exc:
+        reason = httpx2.codes.get_reason_phrase(exc.status_code)
+        return _call_fail(f"the server answered {exc.status_code} {reason}: {_call_detail(exc.detail)}", 1)
+    except (httpx2.InvalidURL, httpx2.UnsupportedProtocol) as exc:
+        return _call_fail(f"--url {options.url!r}: {exc}", 2)
+    except httpx2.ConnectTimeout:
+        return _call_fail(f"cannot connect to {endpoint}: no connection within {options.timeout:g} s (--timeout)", 1)
+    except httpx2.TimeoutException:
+        return _call_fail(f"no answer from {endpoint} within {options.timeout:g} s (allow more with --timeout)", 1)
+    except httpx2.ConnectError as exc:
+        return _call_fail(f"cannot connect to {endpoint}: {exc}", 1)
+    except httpx2.HTTPError as exc:  # the connection broke, a bad answer, a proxy's refusal ...
+        return _call_fail(f"the call to {endpoint} failed: {type(exc).__name__}: {exc}", 1)
+    except BrokenPipeError:
+        # The reader went away (| head): say so once, without Python's own complaint at exit.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return _call_fail("stdout was closed before the whole answer was written", 1)
+    except OSError as exc:  # the output could not be written: a full disk, a folder in the way ...
+        return _call_fail(f"cannot write {exc.filename or options.output or 'stdout'}: {exc.strerror or exc}", 1)
+    except KeyboardInterrupt:
+        return _call_fail("interrupted", 130)
+
+
+class _CallError(Exception):
+    """A ``dualserve call`` failure already put in words, with its exit status."""
+
+    def __init__(self, message: str, status: int) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+def _call_fail(message: str, status: int) -> int:
+    print("dualserve call: " + " ".join(message.split()), file=sys.stderr)
+    return status
+
+
+def _call_detail(detail: Any, limit: int = 300) -> str:
+    """The server's ``detail`` in one line: a 422's list as ``loc: msg`` pairs, a long page cut short."""
+    if isinstance(detail, list) and detail and all(isinstance(error, dict) and "msg" in error for error in detail):
+        text = "; ".join(
+            f"{'.'.join(str(part) for part in error.get('loc', ()) if part != 'body') or 'body'}: {error['msg']}"
+            for error in detail
+        )
+    else:
+        text = detail if isinstance(detail, str) else json.dumps(detail, ensure_ascii=False)
+    text = " ".join(text.split()) or "(no detail)"
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def _call_params(items: Sequence[str]) -> dict[str, Any]:
+    def not_a_number(constant: str) -> Any:
+        raise ValueError(constant)  # NaN and Infinity are not JSON: send the word as a string
+
     params: dict[str, Any] = {}
-    for item in options.param:
+    for item in items:
         key, separator, value = item.partition("=")
         if not separator or not key:
-            print(f"dualserve call: -p needs KEY=VALUE, not {item!r}", file=sys.stderr)
-            return 2
+            raise _CallError(f"-p needs KEY=VALUE, not {item!r}", 2)
+        if key in params:
+            raise _CallError(f"-p {key} is given twice; send a list as -p {key}=[1,2]", 2)
         try:
-            params[key] = json.loads(value)
+            params[key] = json.loads(value, parse_constant=not_a_number)
         except ValueError:
             params[key] = value
+    return params
+
+
+def _call_target(options: argparse.Namespace) -> tuple[Path | None, bool]:
+    """Where the answer goes (None: stdout) and whether that is a folder; checked before the call is made."""
+    output: str | None = options.output
+    if output is None or output == "-":
+        return None, False
+    target = Path(output)
+    if output.endswith(("/", os.sep)) or target.is_dir():
+        try:
+            target.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise _CallError(f"cannot create the folder {output}: {exc.strerror or exc}", 2) from exc
+        if not os.access(target, os.W_OK):
+            raise _CallError(f"cannot write in the folder {output}: permission denied", 2)
+        return target, True
+    parent = target.parent
+    if not parent.is_dir():
+        raise _CallError(f"cannot write {output}: no folder {str(parent)!r} (end -o with / to create one)", 2)
+    if not os.access(parent, os.W_OK) or (target.exists() and not os.access(target, os.W_OK)):
+        raise _CallError(f"cannot write {output}: permission denied", 2)
+    return target, False
+
+
+def _call_answer(response: Any, name: str, target: Path | None, folder: bool) -> list[Path]:
+    """Save or print the answer (an ``httpx2.Response``, its body not read yet); return the files written."""
+    import zipfile
+
+    from .client import Result, _extension, _filename, interpret
+
+    def decoded() -> Result:
+        try:
+            return interpret(response.status_code, response.headers, response.read())
+        except (ValueError, zipfile.BadZipFile) as exc:  # the answer is not the JSON or zip it says it is
+            raise _CallError(f"the server's {media_type} answer could not be decoded: {exc}", 1) from exc
+
+    media_type = response.headers.get("content-type", "application/octet-stream")
+    base = media_type.split(";", 1)[0].strip().lower()
+    packed = base in ("application/zip", "application/json")  # can hold several items
+    if 300 <= response.status_code < 400:
+        location = response.headers.get("location", "nowhere")
+        raise _CallError(f"the server answered {response.status_code}, a redirect to {location}", 1)
+    if target is None:
+        textual = base.startswith("text/") or base == "application/json" or base.endswith("+json")
+        if sys.stdout.isatty() and not textual:
+            what = "a zip of the items" if base == "application/zip" else media_type
+            raise _CallError(f"the answer is {what}; save it with -o PATH (a folder for several items) or pipe it", 2)
+        if sys.stdout.isatty() and base == "application/json":
+            # On a terminal, indented (as httpie does); in a pipe, the server's bytes as they came.
+            try:
+                document = json.loads(response.read())  # the server's document, never the media it wraps
+            except ValueError as exc:
+                raise _CallError(f"the server's {media_type} answer is not JSON: {exc}", 1) from exc
+            print(json.dumps(document, indent=2, ensure_ascii=False))
+            return []
+        ended = b"\n"
+        for chunk in response.iter_bytes():
+            sys.stdout.buffer.write(chunk)
+            sys.stdout.buffer.flush()  # a stream's chunks reach the reader as they come
+            ended = chunk[-1:] or ended
+        if textual and ended != b"\n" and sys.stdout.isatty():
+            sys.stdout.write("\n")
+        return []
+    if folder and not packed:
+        path = target / (_filename(response.headers.get("content-disposition")) or f"{name}{_extension(base)}")
+        return [_call_write(path, response)]
+    if not folder and (not packed or target.suffix.lower() in (".zip", ".json")):
+        expected = {".zip": "application/zip", ".json": "application/json"}.get(target.suffix.lower(), base)
+        if base != expected and not base.endswith("+json"):
+            print(f"dualserve call: note: the answer is {media_type}, saved as it came", file=sys.stderr)
+        return [_call_write(target, response)]
+    result = decoded()
+    if folder:
+        if len(result.items) > 1:
+            return result.save_all(target)
+        return [result.save(target / (result.filename or f"{name}{_extension(result.media_type)}"))]
+    if len(result.items) > 1:
+        raise _CallError(
+            f"the answer holds {len(result.items)} items; nothing was written to {target}: give -o a folder "
+            f"({target.with_suffix('')}/) for every item, or a .zip file for the server's zip",
+            2,
+        )
+    return [result.save(target)]
+
+
+def _call_write(path: Path, response: Any) -> Path:
+    """Stream the body to ``path`` (a progress bar on a terminal); a partial file never stays behind."""
+    from .client import CHUNK, _copy
+
     try:
-        with Client(options.url, timeout=options.timeout) as client:
-            if options.output and "json" not in (options.accept or ""):
-                # Binary answers stream to disk; a JSON answer is decoded first (below).
-                path = client.download(options.name, options.output, accept=options.accept, **params)
-                print(path, file=sys.stderr)
-                return 0
-            result = client.run(options.name, accept=options.accept, **params)
-    except ServerError as exc:
-        print(f"dualserve call: the server answered {exc.status_code}: {json.dumps(exc.detail)}", file=sys.stderr)
-        return 1
-    except OSError as exc:  # connection refused, unreadable output path ...
-        print(f"dualserve call: {exc}", file=sys.stderr)
-        return 1
-    if options.output:
-        print(result.save(options.output), file=sys.stderr)
-    elif result.media_type.startswith(("application/json", "text/")):
-        sys.stdout.write(result.content.decode("utf-8", "replace") + "\n")
-    elif sys.stdout.isatty():
-        print(f"dualserve call: the result is {result.media_type}; save it with -o FILE", file=sys.stderr)
-        return 2
-    else:
-        sys.stdout.buffer.write(result.content)
-    return 0
+        with path.open("wb") as file:
+            _copy(response.iter_bytes(CHUNK), file, response.headers, path.name, None)
+    except BaseException:
+        path.unlink(missing_ok=True)
+        raise
+    return path
 
 
 def _uvicorn(options: argparse.Namespace) -> int:

@@ -15,16 +15,19 @@ base64 JSON document (``{"media_type", "data"}``, ``{"count", "items"}``, or a p
 from __future__ import annotations
 
 import base64
+import binascii
 import io
 import json
 import mimetypes
 import sys
 import zipfile
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager, contextmanager
 from dataclasses import dataclass, field
 from email.message import Message
 from pathlib import Path
 from typing import IO, Any
+from urllib.parse import quote
 
 import httpx2
 
@@ -69,12 +72,17 @@ class Result:
         return target
 
     def save_all(self, folder: str | Path) -> list[Path]:
-        """Write every item into ``folder`` under its own name (``item_0.png`` when it has none)."""
+        """Write every item into ``folder`` under its own name (``item_0.png`` when it has none).
+
+        Two items of the same name never overwrite each other: the later one gets its index.
+        """
         target = Path(folder)
         target.mkdir(parents=True, exist_ok=True)
-        paths = []
+        paths: list[Path] = []
         for index, item in enumerate(self.items):
             name = item.filename or f"item_{index}{_extension(item.media_type)}"
+            if target / name in paths:
+                name = f"{Path(name).stem}_{index}{Path(name).suffix}"
             paths.append(item.save(target / name))
         return paths
 
@@ -111,15 +119,31 @@ def interpret(status_code: int, headers: httpx2.Headers, content: bytes) -> Resu
 
 
 def _from_json(document: Any, raw: bytes) -> Result:
-    if isinstance(document, dict):
-        if isinstance(document.get("data"), str) and "media_type" in document:
-            return _decoded(document["data"], document["media_type"])
-        if isinstance(document.get("items"), list) and "count" in document:
-            return _several([_decoded(item["data"], item.get("media_type")) for item in document["items"]])
-        artifacts = document.get("artifacts")
-        if isinstance(artifacts, list) and artifacts and all("base64" in item for item in artifacts):
-            return _several([_decoded(item["base64"], None) for item in artifacts])
+    # Media only when the whole document has one of the known shapes and its base64 decodes;
+    # anything else, such as a pipeline's own {"count": 2, "items": ["a", "b"]}, is data.
+    try:
+        if isinstance(document, dict):
+            if isinstance(document.get("data"), str) and isinstance(document.get("media_type"), str):
+                return _decoded(document["data"], document["media_type"])
+            items = document.get("items")
+            if "count" in document and isinstance(items, list) and items and all(map(_is_item, items)):
+                return _several([_decoded(item["data"], item.get("media_type")) for item in items])
+            artifacts = document.get("artifacts")
+            if isinstance(artifacts, list) and artifacts and all(_is_artifact(item) for item in artifacts):
+                return _several([_decoded(item["base64"], None) for item in artifacts])
+    except binascii.Error:
+        pass
     return Result(raw, "application/json", data=document)
+
+
+def _is_item(item: Any) -> bool:
+    return (
+        isinstance(item, dict) and isinstance(item.get("data"), str) and isinstance(item.get("media_type"), str | None)
+    )
+
+
+def _is_artifact(item: Any) -> bool:
+    return isinstance(item, dict) and isinstance(item.get("base64"), str)
 
 
 def _decoded(data: str, media_type: str | None) -> Result:
@@ -142,7 +166,11 @@ def _from_zip(content: bytes) -> Result:
     from .core.sniff import OCTET_STREAM, guess_from_name
 
     with zipfile.ZipFile(io.BytesIO(content)) as archive:
-        items = [Result(archive.read(n), guess_from_name(n) or OCTET_STREAM, Path(n).name) for n in archive.namelist()]
+        entries = [entry for entry in archive.infolist() if not entry.is_dir()]
+        items = [
+            Result(archive.read(entry), guess_from_name(entry.filename) or OCTET_STREAM, _safe_name(entry.filename))
+            for entry in entries
+        ]
     return _several(items)
 
 
@@ -151,8 +179,18 @@ def _filename(disposition: str | None) -> str | None:
         return None
     message = Message()
     message["content-disposition"] = disposition
-    name = message.get_filename()
-    return Path(name).name if name else None  # never a path, whatever the server says
+    return _safe_name(message.get_filename())
+
+
+def _safe_name(name: str | None) -> str | None:
+    """The last part of ``name``: never a path, whatever the server says, nor ``.`` or ``..``."""
+    base = Path(name.replace("\\", "/")).name if name else ""
+    return base if base not in ("", ".", "..") else None
+
+
+def _run_path(name: str) -> str:
+    # Relative to the base URL, which keeps its /flask or /fastapi prefix; the name is one segment.
+    return f"{quote(name, safe='')}/run"
 
 
 def _extension(media_type: str) -> str:
@@ -193,19 +231,33 @@ class Client:
         self.http = httpx2.Client(base_url=url.rstrip("/") + "/", timeout=timeout, **options)
 
     def run(self, name: str, accept: str | None = None, **params: Any) -> Result:
-        """POST ``params`` as JSON to ``/{name}/run`` and interpret the answer."""
-        response = self.http.post(f"{name}/run", **_request_options(params, accept))
+        """POST ``params`` as JSON to ``/{name}/run`` and interpret the answer.
+
+        Errors: :class:`ServerError` for an error status; ``httpx2.TransportError`` (``ConnectError``,
+        ``TimeoutException``, ...) when no answer came; ``ValueError`` or ``zipfile.BadZipFile`` when
+        the answer says JSON or zip and is not.
+        """
+        response = self.http.post(_run_path(name), **_request_options(params, accept))
         return interpret(response.status_code, response.headers, response.content)
+
+    @contextmanager
+    def stream(self, name: str, accept: str | None = None, **params: Any) -> Iterator[httpx2.Response]:
+        """POST ``params`` as JSON to ``/{name}/run`` and yield the response, its body not read yet.
+
+        An error status raises :class:`ServerError` (its body read for the detail) before anything is yielded.
+        """
+        with self.http.stream("POST", _run_path(name), **_request_options(params, accept)) as response:
+            if response.status_code >= 400:
+                response.read()
+                interpret(response.status_code, response.headers, response.content)
+            yield response
 
     def download(
         self, name: str, path: str | Path, accept: str | None = None, progress: bool | None = None, **params: Any
     ) -> Path:
         """Stream the answer to ``path`` without holding it in memory; a progress bar shows on a tty."""
         target = Path(path)
-        with self.http.stream("POST", f"{name}/run", **_request_options(params, accept)) as response:
-            if response.status_code >= 400:
-                response.read()
-                interpret(response.status_code, response.headers, response.content)
+        with self.stream(name, accept, **params) as response:
             if target.is_dir():
                 target = target / (_filename(response.headers.get("content-disposition")) or f"{name}.bin")
             with target.open("wb") as file:
@@ -240,17 +292,23 @@ class AsyncClient:
         self.http = httpx2.AsyncClient(base_url=url.rstrip("/") + "/", timeout=timeout, **options)
 
     async def run(self, name: str, accept: str | None = None, **params: Any) -> Result:
-        response = await self.http.post(f"{name}/run", **_request_options(params, accept))
+        response = await self.http.post(_run_path(name), **_request_options(params, accept))
         return interpret(response.status_code, response.headers, response.content)
+
+    @asynccontextmanager
+    async def stream(self, name: str, accept: str | None = None, **params: Any) -> AsyncIterator[httpx2.Response]:
+        """As :meth:`Client.stream`: the response, its body not read yet; an error status raises."""
+        async with self.http.stream("POST", _run_path(name), **_request_options(params, accept)) as response:
+            if response.status_code >= 400:
+                await response.aread()
+                interpret(response.status_code, response.headers, response.content)
+            yield response
 
     async def download(
         self, name: str, path: str | Path, accept: str | None = None, progress: bool | None = None, **params: Any
     ) -> Path:
         target = Path(path)
-        async with self.http.stream("POST", f"{name}/run", **_request_options(params, accept)) as response:
-            if response.status_code >= 400:
-                await response.aread()
-                interpret(response.status_code, response.headers, response.content)
+        async with self.stream(name, accept, **params) as response:
             if target.is_dir():
                 target = target / (_filename(response.headers.get("content-disposition")) or f"{name}.bin")
             length = response.headers.get("content-length")

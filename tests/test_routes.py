@@ -88,4 +88,4 @@ def test_add_pipeline_route_serves_a_legacy_path_alike_on_both_frontends(method:
     assert answers["fastapi"] == answers["flask"]
     assert answers["flask"][0] == status
     if status == 422:
-        assert answers["flask"][2].startswith(b'{"detail":[{"loc":["query","name"]')
+        assert answers["flask"][2].startswith(b'{"detail":[{"loc":["path","name"]')

@@ -3,6 +3,10 @@
 No web framework: adapters hand over the raw JSON body, the query pairs, or the form pairs
 their framework parsed, and this module answers with keyword arguments or a
 :class:`~dualserve.exceptions.ValidationError` in the contract's 422 shape.
+
+A pipeline served at a path of its own (``/files/{name}``) gets the path's values too, as FastAPI
+gives path parameters: they are validated with the other arguments, win over a query or body
+value of the same name, and an error about one is located ``["path", name]``.
 """
 
 from __future__ import annotations
@@ -12,10 +16,11 @@ import inspect
 import json
 import re
 import typing
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence, Set
 from typing import Any
 
 import pydantic
+import pydantic_core
 from pydantic import BaseModel, Field, create_model
 
 from ..exceptions import ValidationError
@@ -59,36 +64,63 @@ class Parameters:
         if all(isinstance(value, _IMMUTABLE) or value is None for value in defaults):
             self._no_arguments = _arguments(self.model.model_validate({}))
 
-    def from_json(self, body: bytes) -> dict[str, Any]:
-        """Validate a JSON object body; an empty body means no arguments."""
+    def from_json(self, body: bytes, path: Sequence[tuple[str, str]] = ()) -> dict[str, Any]:
+        """Validate a JSON object body, and the ``path`` values; an empty body means no arguments."""
+        if path:
+            try:
+                parsed = pydantic_core.from_json(body or b"{}")
+            except ValueError:
+                parsed = None
+            if isinstance(parsed, dict):
+                names = {key for key, _ in path}
+                data = {key: value for key, value in parsed.items() if key not in names}
+                return self._validate({**data, **self._path_data(path)}, "body", names, retry=names)
+            # Not a JSON object: the same 422 as on /{name}/run, from the validation below.
         try:
             instance = self.model.model_validate_json(body or b"{}")
         except pydantic.ValidationError as exc:
             raise _validation_error(exc, "body") from exc
         return _arguments(instance)
 
-    def from_pairs(self, pairs: Iterable[tuple[str, Any]], location: str) -> dict[str, Any]:
-        """Validate query or form pairs: repeated keys fill list parameters, the last value wins otherwise."""
-        if not pairs and self._no_arguments is not None:
+    def from_pairs(
+        self, pairs: Iterable[tuple[str, Any]], location: str, path: Sequence[tuple[str, str]] = ()
+    ) -> dict[str, Any]:
+        """Validate query or form pairs, and the ``path`` values: repeated keys fill list
+        parameters, the last value wins otherwise."""
+        if not pairs and not path and self._no_arguments is not None:
             return dict(self._no_arguments)
+        names = {key for key, _ in path}
         data: dict[str, Any] = {}
         for key, value in pairs:
+            if key in names:
+                continue  # the path's own value wins, as on FastAPI
             if key in self.sequences:
                 data.setdefault(key, []).append(value)
             else:
                 data[key] = value
+        data.update(self._path_data(path))
+        return self._validate(data, location, names)
+
+    def _path_data(self, path: Sequence[tuple[str, str]]) -> dict[str, Any]:
+        return {key: [value] if key in self.sequences else value for key, value in path}
+
+    def _validate(
+        self, data: dict[str, Any], location: str, path_names: set[str], retry: set[str] | None = None
+    ) -> dict[str, Any]:
+        """Validate ``data``; ``retry``: the names whose failing text may be read as JSON (all by default)."""
         try:
             instance = self.model.model_validate(data)
         except pydantic.ValidationError as exc:
             # Text cannot say 1 (for Literal[1]) or {"a": 2} (for a model) any other way: read the
             # failing values as JSON and try once more.
-            retry = _json_decoded(data, {error["loc"][0] for error in exc.errors() if error["loc"]})
-            if retry is None:
-                raise _validation_error(exc, location) from exc
+            failing = {error["loc"][0] for error in exc.errors() if error["loc"]}
+            decoded = _json_decoded(data, failing if retry is None else failing & retry)
+            if decoded is None:
+                raise _validation_error(exc, location, path_names) from exc
             try:
-                instance = self.model.model_validate(retry)
+                instance = self.model.model_validate(decoded)
             except pydantic.ValidationError as retry_exc:
-                raise _validation_error(retry_exc, location) from retry_exc
+                raise _validation_error(retry_exc, location, path_names) from retry_exc
         return _arguments(instance)
 
 
@@ -144,10 +176,16 @@ def _arguments(instance: BaseModel) -> dict[str, Any]:
     return {name: getattr(instance, name) for name in type(instance).model_fields}
 
 
-def _validation_error(exc: pydantic.ValidationError, location: str) -> ValidationError:
+def _validation_error(
+    exc: pydantic.ValidationError, location: str, path_names: Set[str] = frozenset()
+) -> ValidationError:
     return ValidationError(
         [
-            {"loc": [location, *error["loc"]], "msg": error["msg"], "type": error["type"]}
+            {
+                "loc": ["path" if error["loc"] and error["loc"][0] in path_names else location, *error["loc"]],
+                "msg": error["msg"],
+                "type": error["type"],
+            }
             for error in exc.errors(include_url=False, include_context=False, include_input=False)
         ]
     )

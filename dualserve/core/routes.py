@@ -13,13 +13,17 @@ method check would word it differently on each side).
 from __future__ import annotations
 
 import re
+from collections.abc import Iterable
 from dataclasses import dataclass, field
+from typing import Literal
 
 __all__ = ["FASTAPI_PREFIX", "FLASK_PREFIX", "RESERVED_NAMES", "ROUTES", "Route", "match", "pipeline_route"]
 
 #: Where each frontend is mounted inside the other (uvicorn: Flask at /flask; WSGI servers: FastAPI at /fastapi).
 FLASK_PREFIX = "/flask"
 FASTAPI_PREFIX = "/fastapi"
+# The methods a pipeline answers, in Allow's order.
+_PIPELINE_METHODS = ("GET", "HEAD", "POST")
 
 
 @dataclass(frozen=True)
@@ -33,18 +37,29 @@ class Route:
     reads_body: bool = False
     #: Whether answering it touches the disk, so an event loop hands it to a thread.
     blocking: bool = False
+    #: A pipeline route's methods (HEAD wherever GET is), such as a legacy route's; None: the pipeline's own.
+    methods: tuple[str, ...] | None = None
+    #: How a pipeline route writes a JSON result: "dualserve" (the contract's) or "flask" (as ``jsonify``).
+    json: Literal["dualserve", "flask"] = "dualserve"
     _pattern: re.Pattern[str] = field(init=False, repr=False, compare=False)
+    #: The path up to its first parameter: a path that does not start with it is not tried.
+    _literal: str = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         parts = re.split(r"\{(\w+)\}", self.path)
         regex = "".join(re.escape(part) if index % 2 == 0 else f"(?P<{part}>[^/]+)" for index, part in enumerate(parts))
         object.__setattr__(self, "_pattern", re.compile(regex))
+        object.__setattr__(self, "_literal", parts[0])
 
     @property
     def parameters(self) -> tuple[str, ...]:
         return tuple(self._pattern.groupindex)
 
     def match(self, path: str) -> dict[str, str] | None:
+        if not path.startswith(self._literal):
+            return None
+        if self._literal == self.path:  # no parameter: the path itself
+            return dict(self.fixed) if path == self.path else None
         found = self._pattern.fullmatch(path)
         return None if found is None else {**found.groupdict(), **dict(self.fixed)}
 
@@ -68,12 +83,37 @@ RESERVED_NAMES = frozenset(
 )
 
 
-def pipeline_route(path: str, name: str) -> Route:
+def pipeline_route(
+    path: str,
+    name: str,
+    methods: Iterable[str] | None = None,
+    json: Literal["dualserve", "flask"] = "dualserve",
+) -> Route:
     """A route serving pipeline ``name`` at ``path`` of the application's own choosing (a legacy
-    URL such as ``/files/{filename}``): its path parameters become arguments."""
+    URL such as ``/files/{filename}``): its path parameters become arguments, validated with the
+    others and located ``["path", name]`` in a 422.
+
+    :param methods: the methods it answers, such as the legacy route's ``("GET",)``; HEAD follows
+        GET, any other method is a 405 with ``Allow``. Default: the pipeline's own (GET, HEAD and
+        POST; POST alone for uploads). A pipeline answers nothing but GET, HEAD and POST.
+    :param json: ``"flask"`` writes a JSON result as Flask's ``jsonify`` does (sorted keys, ASCII
+        escapes, a trailing newline), for a route that must answer as the Flask view it replaces.
+    """
     if "{pipeline}" in path:
         raise ValueError("A pipeline route's path cannot have a parameter called 'pipeline'.")
-    return Route(path, "run", (("pipeline", name),), reads_body=True)
+    if json not in ("dualserve", "flask"):
+        raise ValueError(f"json must be 'dualserve' or 'flask', not {json!r}.")
+    chosen: tuple[str, ...] | None = None
+    if methods is not None:
+        if isinstance(methods, str):
+            raise TypeError(f"methods is a sequence of methods, such as ({methods!r},), not a string.")
+        wanted = {method.upper() for method in methods}
+        if not wanted or not wanted <= set(_PIPELINE_METHODS):
+            raise ValueError(f"A pipeline route answers some of GET, HEAD and POST, not {sorted(wanted)}.")
+        if "GET" in wanted:
+            wanted.add("HEAD")
+        chosen = tuple(method for method in _PIPELINE_METHODS if method in wanted)
+    return Route(path, "run", (("pipeline", name),), reads_body=True, methods=chosen, json=json)
 
 
 def match(path: str, routes: tuple[Route, ...] = ROUTES) -> tuple[Route, dict[str, str]] | None:

@@ -10,8 +10,8 @@ nothing to them; everything else (user routes, the 404 for unknown paths) goes t
 from __future__ import annotations
 
 import logging
-from collections.abc import AsyncIterator, Iterator
-from typing import Any
+from collections.abc import AsyncIterator, Iterable, Iterator
+from typing import Any, Literal
 
 import anyio
 import anyio.lowlevel
@@ -63,11 +63,22 @@ class DualserveFastAPI(FastAPI):
         self._direct_routes: tuple[routes.Route, ...] = routes.ROUTES
         self._direct_mounts: dict[str, Any] = {}
 
-    def add_pipeline_route(self, path: str, name: str) -> None:
+    def add_pipeline_route(
+        self,
+        path: str,
+        name: str,
+        methods: Iterable[str] | None = None,
+        json: Literal["dualserve", "flask"] = "dualserve",
+    ) -> None:
         """Serve pipeline ``name`` at ``path`` too, such as a legacy URL (``/files/{filename}``): the
-        path's parameters become arguments, as query parameters do on GET; a POST takes its body
-        as on ``/{name}/run``."""
-        route = routes.pipeline_route(path, name)
+        path's parameters become arguments (a 422 locates them ``["path", name]``); a GET takes
+        the others from its query, a POST from its body as on ``/{name}/run``.
+
+        :param methods: the methods it answers, such as the legacy route's ``("GET",)`` (HEAD
+            follows GET); others get a 405 with ``Allow``. Default: the pipeline's own.
+        :param json: ``"flask"`` writes a JSON result as Flask's ``jsonify`` does, byte for byte.
+        """
+        route = routes.pipeline_route(path, name, methods, json)
         self.router.routes.insert(0, Route(path, _Endpoint(self._service, route)))
         self._direct_routes = (route, *self._direct_routes)
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 import functools
 import logging
 from collections.abc import Callable, Iterable, Iterator
-from typing import Any
+from typing import Any, Literal
 
 import flask
 from flask import signals
@@ -72,11 +72,23 @@ class DualserveFlask(flask.Flask):
         for route in routes.ROUTES:
             self._add_route(route)
 
-    def add_pipeline_route(self, path: str, name: str) -> None:
+    def add_pipeline_route(
+        self,
+        path: str,
+        name: str,
+        methods: Iterable[str] | None = None,
+        json: Literal["dualserve", "flask"] = "dualserve",
+    ) -> None:
         """Serve pipeline ``name`` at ``path`` too, such as a legacy URL (``/files/{filename}``): the
-        path's parameters become arguments, as query parameters do on GET; a POST takes its body
-        as on ``/{pipeline}/run``. ``path`` is written as for FastAPI, with ``{}``."""
-        self._add_route(routes.pipeline_route(path, name), first=True)
+        path's parameters become arguments (a 422 locates them ``["path", name]``); a GET takes
+        the others from its query, a POST from its body as on ``/{pipeline}/run``. ``path`` is
+        written as for FastAPI, with ``{}``.
+
+        :param methods: the methods it answers, such as the legacy route's ``("GET",)`` (HEAD
+            follows GET); others get a 405 with ``Allow``. Default: the pipeline's own.
+        :param json: ``"flask"`` writes a JSON result as Flask's ``jsonify`` does, byte for byte.
+        """
+        self._add_route(routes.pipeline_route(path, name, methods, json), first=True)
 
     def _add_route(self, route: routes.Route, first: bool = False) -> None:
         rule = route.path.replace("{", "<").replace("}", ">")

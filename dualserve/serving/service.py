@@ -27,6 +27,7 @@ from ..core.forms import FormTooLarge, is_form, parse_form
 from ..core.header_fields import checked
 from ..core.http import render
 from ..core.images import DEFAULT_MAX_IMAGE_PIXELS, bomb_detail, is_bomb, limit_pixels
+from ..core.jsonify import flask_json
 from ..core.limits import Slots
 from ..core.reply import (
     JSON_HEADERS,
@@ -37,9 +38,10 @@ from ..core.reply import (
     json_reply,
 )
 from ..core.request import Request
-from ..core.returns import encode_json, path_result
+from ..core.returns import JSONResult, Result, encode_json, path_result
 from ..core.routes import Route
 from ..exceptions import HTTPError, ResolveError
+from ..media import Media
 from ..uploads import UploadFile
 from .aio import portal
 from .openapi import build_document
@@ -164,7 +166,7 @@ class Service:
             path_params = tuple((key, value) for key, value in arguments.items() if key != "pipeline")
             if path_params:
                 request = dataclasses.replace(request, path_params=path_params)
-            outcome = self._prepare(arguments["pipeline"], request)
+            outcome = self._prepare(arguments["pipeline"], request, route)
         elif route.endpoint == "status":
             outcome = self.status(request)
         elif route.endpoint == "home":
@@ -244,7 +246,7 @@ class Service:
         outcome = self._prepare(name, request)
         return outcome if isinstance(outcome, Call) else for_method(outcome, request.method)
 
-    def _prepare(self, name: str, request: Request) -> Call | Reply:
+    def _prepare(self, name: str, request: Request, route: Route | None = None) -> Call | Reply:
         pipeline = self.registry.pipelines.get(name)
         if pipeline is None:
             if name in self.registry.failures:
@@ -253,12 +255,16 @@ class Service:
             # or kilobytes a client put in the URL.
             shown = f" {name!r}" if len(name) <= 100 and is_valid_name(name) else ""
             return error_reply(404, f"Pipeline{shown} not found.")
-        if request.method not in pipeline.methods:
-            return method_not_allowed(pipeline.methods)
+        allowed = pipeline.methods
+        if route is not None and route.methods is not None:  # a legacy route's own methods
+            allowed = tuple(method for method in allowed if method in route.methods)
+        if request.method not in allowed:
+            return method_not_allowed(allowed)
+        path = request.path_params
         cleanups: list[Callable[[], object]] = []
         try:
             if request.method != "POST":
-                arguments = pipeline.parameters.from_pairs([*request.query, *request.path_params], "query")
+                arguments = pipeline.parameters.from_pairs(request.query, "query", path)
             elif is_form(request.headers.get("content-type")):
                 try:
                     form = parse_form(request.body, request.headers.get("content-type") or "")
@@ -269,11 +275,13 @@ class Service:
                 except OSError as exc:  # a large upload is spooled to a temp file; the disk may be full
                     return self.no_room(exc)
                 cleanups += [value.stream.close for _, value in form if isinstance(value, UploadFile)]
-                arguments = pipeline.parameters.from_pairs(form, "body")
+                arguments = pipeline.parameters.from_pairs(form, "body", path)
             else:
-                arguments = pipeline.parameters.from_json(request.body)
+                arguments = pipeline.parameters.from_json(request.body, path)
         except HTTPError as exc:
             return error_reply(exc.status_code, exc.detail, list(exc.headers.items()), cleanups)
+        if route is not None and route.json == "flask":
+            return _FlaskJSONCall(self, pipeline, arguments, request, cleanups)
         return Call(self, pipeline, arguments, request, cleanups)
 
     def failure(self, pipeline: Pipeline, exc: BaseException) -> Reply:
@@ -292,6 +300,18 @@ class Service:
         if self.debug:
             detail = f"{_FAILED}: {type(exc).__name__}: {exc}"
         return error_reply(500, detail)
+
+
+class _FlaskJSONCall(Call):
+    """A run on a route added with ``json="flask"``: a JSON result is written as Flask's
+    ``jsonify`` writes it (:mod:`~dualserve.core.jsonify`), from the value ``run_api`` returned."""
+
+    def resolve(self, value: Any) -> Result:
+        result = super().resolve(value)
+        if isinstance(result, JSONResult):
+            content = value.content if isinstance(value, Media) else value
+            result = dataclasses.replace(result, body=flask_json(content, result.body))
+        return result
 
 
 def method_not_allowed(allowed: tuple[str, ...]) -> Reply:

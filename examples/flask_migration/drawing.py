@@ -7,6 +7,8 @@ from pathlib import Path
 from PIL import Image, ImageDraw
 
 ASSETS = Path(__file__).parent / "assets"
+#: The files /files/<name> serves; any other name is a 404.
+SERVED_FILES = ("logo.png", "readme.txt")
 REPORT_NAME = "Übersicht.csv"
 
 

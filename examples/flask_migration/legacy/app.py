@@ -9,7 +9,7 @@ from pathlib import Path
 from flask import Flask, Response, abort, jsonify, request, send_file
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from drawing import ASSETS, REPORT_NAME, cat, report_csv
+from drawing import ASSETS, REPORT_NAME, SERVED_FILES, cat, report_csv
 
 app = Flask(__name__)
 
@@ -24,7 +24,7 @@ def cat_png() -> Response:
 
 @app.get("/files/<name>")
 def files(name: str) -> Response:
-    if name not in ("logo.png", "readme.txt"):
+    if name not in SERVED_FILES:
         abort(404)
     return send_file(ASSETS / name)
 
