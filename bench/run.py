@@ -48,23 +48,39 @@ class Variant:
         return f"http://127.0.0.1:{self.port}{self.prefix}{self.paths[scenario]}"
 
 
-HAND = {"png": "/png", "render": "/render", "file": "/file", "stream": "/stream"}
-PIPELINES = {"png": "/png/run", "render": "/render/run", "file": "/file/run", "stream": "/stream/run"}
+SYNC = ("png", "render", "file", "stream")
+ASYNC = ("apng", "astream", "slow")
+#: Flask has no async generator response; its twins serve the two other async scenarios.
+HAND = {name: f"/{name}" for name in (*SYNC, *ASYNC)}
+HAND_FLASK = {name: path for name, path in HAND.items() if name != "astream"}
+STARLETTE = {name: path for name, path in HAND.items() if name in ("png", "render", "file", "stream", "apng", "slow")}
+PIPELINES = {name: f"/{name}/run" for name in (*SYNC, *ASYNC)}
 
 
 def variants() -> list[Variant]:
     uvicorn = [str(BIN / "uvicorn"), "--host", "127.0.0.1", "--log-level", "warning", "--no-access-log"]
     gunicorn = [str(BIN / "gunicorn"), "-w", "1", "-k", "gthread", "--threads", "8", "--log-level", "warning"]
+    gunicorn_whole = [*gunicorn[:3], "-k", "dualserve.servers.gunicorn.WholeRequestWorker", *gunicorn[5:]]
     dualserve = [str(BIN / "dualserve"), "run", "--pipelines-dir", str(ROOT / "bench" / "pipelines")]
     return [
         Variant("hand FastAPI", [*uvicorn, "bench.apps.hand_fastapi:app", "--port", "{port}"], "", HAND),
-        Variant("Starlette", [*uvicorn, "bench.apps.starlette_app:app", "--port", "{port}"], "", HAND),
+        Variant("Starlette", [*uvicorn, "bench.apps.starlette_app:app", "--port", "{port}"], "", STARLETTE),
         Variant("dualserve FastAPI", [*dualserve, "--log-level", "warning", "--port", "{port}"], "", PIPELINES),
-        Variant("a2wsgi Flask", [*uvicorn, "bench.apps.a2wsgi_flask:app", "--port", "{port}"], "/flask", HAND),
+        Variant("a2wsgi Flask", [*uvicorn, "bench.apps.a2wsgi_flask:app", "--port", "{port}"], "/flask", HAND_FLASK),
         Variant(
             "dualserve Flask mounted", [*dualserve, "--log-level", "warning", "--port", "{port}"], "/flask", PIPELINES
         ),
-        Variant("hand Flask gunicorn", [*gunicorn, "-b", "127.0.0.1:{port}", "bench.apps.hand_flask:app"], "", HAND),
+        Variant(
+            "hand Flask gunicorn", [*gunicorn, "-b", "127.0.0.1:{port}", "bench.apps.hand_flask:app"], "", HAND_FLASK
+        ),
+        # The hand Flask app on the worker dualserve runs under gunicorn: what reading each request
+        # whole before a thread takes it (issue 18, slow clients) costs, apart from dualserve.
+        Variant(
+            "hand Flask gunicorn, whole-request worker",
+            [*gunicorn_whole, "-b", "127.0.0.1:{port}", "bench.apps.hand_flask:app"],
+            "",
+            {name: HAND_FLASK[name] for name in ("png", "apng")},
+        ),
         Variant(
             "dualserve Flask gunicorn",
             [*dualserve, "--server", "gunicorn", "--log-level", "warning", "--port", "{port}"],
@@ -75,11 +91,13 @@ def variants() -> list[Variant]:
 
 
 #: (dualserve variant, its twin, the scenarios the ratio is reported for)
+#: Like with like: a sync wrapper against a sync ``def`` endpoint, an async one against ``async def``.
 TWINS = [
-    ("dualserve FastAPI", "hand FastAPI", ("png", "render", "stream")),
-    ("dualserve FastAPI", "Starlette", ("png", "file")),
-    ("dualserve Flask mounted", "a2wsgi Flask", ("png", "render", "file", "stream")),
-    ("dualserve Flask gunicorn", "hand Flask gunicorn", ("png", "render", "file", "stream")),
+    ("dualserve FastAPI", "hand FastAPI", ("png", "render", "stream", "apng", "astream", "slow")),
+    ("dualserve FastAPI", "Starlette", ("png", "file", "apng", "slow")),
+    ("dualserve Flask mounted", "a2wsgi Flask", ("png", "render", "file", "stream", "apng", "slow")),
+    ("dualserve Flask gunicorn", "hand Flask gunicorn", ("png", "render", "file", "stream", "apng", "slow")),
+    ("dualserve Flask gunicorn", "hand Flask gunicorn, whole-request worker", ("png", "apng")),
 ]
 
 
@@ -199,14 +217,18 @@ SCENARIOS = {
     "render": ("512x512 Pillow render", "req/s"),
     "file": ("500 MB file download", "GB/s"),
     "stream": ("256 MB generator stream", "GB/s"),
+    "apng": ("100 KB PNG from memory, async def", "req/s"),
+    "astream": ("256 MB async generator stream", "GB/s"),
+    "slow": ("slow upstream: awaits 100 ms, 64 connections", "req/s"),
 }
+RATES = ("png", "render", "apng", "slow")
 
 
 def measure(variant: Variant, scenario: str, duration: float) -> Sample:
     url = variant.url(scenario)
     assert variant.process is not None
-    if scenario in ("png", "render"):
-        return Sample(wrk(url, duration))
+    if scenario in RATES:
+        return Sample(wrk(url, duration, 64 if scenario == "slow" else 32))
     expected = workload.FILE_SIZE if scenario == "file" else workload.STREAM_SIZE
     return download(url, expected, variant.process.pid)
 
@@ -247,7 +269,7 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--duration", type=float, default=3.0, help="seconds of load per request-rate sample")
-    parser.add_argument("--only", default="png,render,file,stream", help="scenarios, comma-separated")
+    parser.add_argument("--only", default=",".join(SCENARIOS), help="scenarios, comma-separated")
     options = parser.parse_args()
     for tool in ("wrk", "curl", "taskset"):
         if shutil.which(tool) is None:
@@ -261,11 +283,13 @@ def main() -> int:
         running = [stack.enter_context(started(variant)) for variant in variants()]
         for variant in running:  # warm up: imports, first request, page cache
             for scenario in scenarios:
-                if scenario in ("png", "render"):
+                if scenario in RATES and scenario in variant.paths:
                     wrk(variant.url(scenario), 1, 4)
         for round_number in range(options.rounds):
             for scenario in scenarios:
                 for variant in running:
+                    if scenario not in variant.paths:
+                        continue
                     sample = measure(variant, scenario, options.duration)
                     results.add(scenario, variant.name, sample)
                     print(f"round {round_number + 1} {scenario:7} {variant.name:26} {sample.value:10.2f}", flush=True)

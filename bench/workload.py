@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import asyncio
 import io
 import os
 import random
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 from PIL import Image, ImageDraw
@@ -55,6 +56,21 @@ _CHUNK = b"s" * STREAM_CHUNK
 def stream() -> Iterator[bytes]:
     for _ in range(STREAM_SIZE // STREAM_CHUNK):
         yield _CHUNK
+
+
+async def astream() -> AsyncIterator[bytes]:
+    """:func:`stream` as an async generator, as a wrapper relaying an async client's chunks is."""
+    for _ in range(STREAM_SIZE // STREAM_CHUNK):
+        yield _CHUNK
+
+
+#: What a call to an inference provider costs in waiting: the "slow upstream" scenario awaits it.
+UPSTREAM_SECONDS = 0.1
+
+
+async def slow_upstream() -> bytes:
+    await asyncio.sleep(UPSTREAM_SECONDS)
+    return PNG_100K
 
 
 def ensure_big_file() -> Path:

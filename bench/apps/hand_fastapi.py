@@ -1,4 +1,5 @@
-"""Hand-written FastAPI endpoints, as the FastAPI docs and Stack Overflow answers write them."""
+"""Hand-written FastAPI endpoints, as the FastAPI docs and Stack Overflow answers write them:
+sync ``def`` twins of sync wrappers, ``async def`` twins of async ones."""
 
 from fastapi import FastAPI
 from fastapi.responses import FileResponse, Response, StreamingResponse
@@ -26,3 +27,18 @@ def file() -> FileResponse:
 @app.get("/stream")
 def stream() -> StreamingResponse:
     return StreamingResponse(workload.stream(), media_type="application/octet-stream")
+
+
+@app.get("/apng", response_class=Response, responses={200: {"content": {"image/png": {}}}})
+async def apng() -> Response:
+    return Response(content=workload.PNG_100K, media_type="image/png")
+
+
+@app.get("/astream")
+async def astream() -> StreamingResponse:
+    return StreamingResponse(workload.astream(), media_type="application/octet-stream")
+
+
+@app.get("/slow", response_class=Response, responses={200: {"content": {"image/png": {}}}})
+async def slow() -> Response:
+    return Response(content=await workload.slow_upstream(), media_type="image/png")

@@ -1,4 +1,5 @@
-"""Hand-written Flask endpoints: Response with a mimetype, send_file, a generator."""
+"""Hand-written Flask endpoints: Response with a mimetype, send_file, a generator; ``async def``
+views (``flask[async]``: asgiref runs each on an event loop of its own) as twins of async wrappers."""
 
 from flask import Flask, Response, send_file
 
@@ -25,3 +26,13 @@ def file() -> Response:
 @app.get("/stream")
 def stream() -> Response:
     return Response(workload.stream(), mimetype="application/octet-stream")
+
+
+@app.get("/apng")
+async def apng() -> Response:
+    return Response(workload.PNG_100K, mimetype="image/png")
+
+
+@app.get("/slow")
+async def slow() -> Response:
+    return Response(await workload.slow_upstream(), mimetype="image/png")

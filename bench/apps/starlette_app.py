@@ -24,4 +24,21 @@ def stream(request: Request) -> StreamingResponse:
     return StreamingResponse(workload.stream(), media_type="application/octet-stream")
 
 
-app = Starlette(routes=[Route("/png", png), Route("/render", render), Route("/file", file), Route("/stream", stream)])
+async def apng(request: Request) -> Response:
+    return Response(workload.PNG_100K, media_type="image/png")
+
+
+async def slow(request: Request) -> Response:
+    return Response(await workload.slow_upstream(), media_type="image/png")
+
+
+app = Starlette(
+    routes=[
+        Route("/png", png),
+        Route("/render", render),
+        Route("/file", file),
+        Route("/stream", stream),
+        Route("/apng", apng),
+        Route("/slow", slow),
+    ]
+)

@@ -93,7 +93,8 @@ class Pipeline:
 
     @functools.cached_property
     def is_async(self) -> bool:
-        return inspect.iscoroutinefunction(self.function)
+        """Whether ``run_api`` is ``async def``: a coroutine, or an async generator (a stream)."""
+        return inspect.iscoroutinefunction(self.function) or inspect.isasyncgenfunction(self.function)
 
     def invoke(
         self, arguments: Mapping[str, Any], around: Callable[[Awaitable[Any]], Awaitable[Any]] | None = None

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import inspect
 import logging
 from collections.abc import AsyncIterator, Callable, Generator
 from concurrent.futures import TimeoutError as FutureTimeout
@@ -57,9 +58,12 @@ class Invoke(Step):
             return call.pipeline.invoke(call.arguments, call.created.watch)
 
     async def arun(self, call: Call) -> Any:
-        if call.pipeline.is_async:
-            return await portal.acall(call.created.watch(call.pipeline.function(**call.arguments)))
-        return await super().arun(call)
+        if not call.pipeline.is_async:
+            return await super().arun(call)
+        value = call.pipeline.function(**call.arguments)
+        if inspect.isawaitable(value):
+            return await portal.acall(call.created.watch(value))
+        return value  # an async generator: nothing has run yet; Finish iterates it on the portal's loop
 
 
 @dataclasses.dataclass
