@@ -16,7 +16,6 @@ from typing import Any, Literal
 import anyio
 import anyio.lowlevel
 from fastapi import FastAPI
-from starlette.datastructures import Headers
 from starlette.exceptions import HTTPException
 from starlette.requests import Request as StarletteRequest
 from starlette.responses import Response
@@ -130,11 +129,12 @@ async def answer(
     header has gone out."""
     started = False
 
-    async def tracked(message: Message) -> None:
+    async def tracked(message: Message) -> None:  # for a framework's own response, which cannot say
         nonlocal started
         started = started or message["type"] == "http.response.start"
         await send(message)
 
+    response: Response | None = None
     try:
         request = await to_request(scope, receive, service, route.reads_body)
         if request is None:
@@ -148,10 +148,14 @@ async def answer(
             else:
                 outcome = service.answer(route, arguments, request, scope.get("root_path", ""))
             reply = outcome if isinstance(outcome, Reply) else await outcome.run_async()
-        await to_response(reply, service)(scope, receive, tracked)
+        response = to_response(reply, service)
+        if isinstance(response, _ReplyResponse):
+            await response(scope, receive, send)  # it says itself whether its status line went out
+        else:
+            await response(scope, receive, tracked)
     except Exception:
         logger.exception("Request to %s failed in the FastAPI frontend", route.path)
-        if started:
+        if started or (isinstance(response, _ReplyResponse) and response.started):
             raise
         await to_response(framework_error(500, method=scope["method"]), service)(scope, receive, send)
 
@@ -161,30 +165,36 @@ async def to_request(
 ) -> Request | Reply | None:
     """The core's view of an ASGI request, the core's answer to a body it cannot take, or None
     when the client disconnected before its body was complete."""
-    headers = Headers(scope=scope)
+    headers = _JoinedHeaders(scope["headers"])
     if scope["method"] != "POST" or not reads_body:
-        return Request(scope["method"], _JoinedHeaders(headers), scope["query_string"], framework="starlette")
-    body = await aread_body(receive, declared_length(headers.get("content-length")), service.max_body_size)
+        return Request(scope["method"], headers, scope["query_string"], framework="starlette")
+    length = next((value for name, value in scope["headers"] if name == b"content-length"), None)
+    body = await aread_body(receive, declared_length(length), service.max_body_size)
     if body is None or isinstance(body, Reply):
         return body
-    return Request("POST", _JoinedHeaders(headers), scope["query_string"], body, framework="starlette")
+    return Request("POST", headers, scope["query_string"], body, framework="starlette")
 
 
 class _JoinedHeaders:
     """Request headers as the core reads them: repeated field lines joined with "," (RFC 9110
     5.3), as WSGI servers and a2wsgi join them. Starlette's ``Headers.get`` answers the first
-    line alone, so two ``Range`` lines were a 206 here and a 200 on the Flask mount beside it."""
+    line alone, so two ``Range`` lines were a 206 here and a 200 on the Flask mount beside it.
+    Read from the scope in one pass, on the first lookup (ASGI names are lowercase already)."""
 
-    __slots__ = ("headers",)
+    __slots__ = ("joined", "raw")
 
-    def __init__(self, headers: Headers) -> None:
-        self.headers = headers
+    def __init__(self, raw: Iterable[tuple[bytes, bytes]]) -> None:
+        self.raw = raw
+        self.joined: dict[bytes, str] | None = None
 
     def get(self, key: str, /) -> str | None:
-        values = self.headers.getlist(key)
-        if not values:
-            return None
-        return values[0] if len(values) == 1 else ",".join(values)
+        joined = self.joined
+        if joined is None:
+            joined = self.joined = {}
+            for name, value in self.raw:
+                text = value.decode("latin-1")
+                joined[name] = f"{joined[name]},{text}" if name in joined else text
+        return joined.get(key.lower().encode("latin-1"))
 
 
 def to_response(reply: Reply, service: Service) -> Response:
@@ -208,6 +218,8 @@ class _ReplyResponse(Response):
     def __init__(self, reply: Reply, service: Service) -> None:
         self.reply = reply
         self.service = service
+        #: Whether the status line has gone out (past it, a failure can only cut the response off).
+        self.started = False
         self.status_code = reply.status_code
         self.background = None
         self.body = reply.body if isinstance(reply.body, bytes) else b""
@@ -215,12 +227,16 @@ class _ReplyResponse(Response):
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         body = self.reply.body
+        if isinstance(body, bytes) and not self.reply.cleanups:
+            await self._send_whole(body, send)  # most answers: nothing to watch, nothing to close
+            return
         send = _raising_gone(send)
         file: RangeFile | None = None
         try:
             if isinstance(body, FileBody):
                 # Opened before the status line goes out, so a failure can still be a JSON 500.
                 file = await self.service.to_thread(RangeFile, body, _nothing)
+            self.started = True
             await send({"type": "http.response.start", "status": self.status_code, "headers": self.raw_headers})
             if isinstance(body, bytes):
                 await send({"type": "http.response.body", "body": body, "more_body": False})
@@ -255,6 +271,15 @@ class _ReplyResponse(Response):
                     else:
                         await self.service.to_thread(close_iterator, body.chunks)
                 await self.reply.aclose(self.service.to_thread)
+
+    async def _send_whole(self, body: bytes, send: Send) -> None:
+        self.started = True
+        try:
+            await send({"type": "http.response.start", "status": self.status_code, "headers": self.raw_headers})
+            await send({"type": "http.response.body", "body": body, "more_body": False})
+        except OSError as exc:
+            if not _is_gone(exc):
+                raise
 
     async def _send_stream(self, body: StreamBody, send: Send) -> None:
         chunks = body.chunks
@@ -291,13 +316,17 @@ def _raising_gone(send: Send) -> Send:
         try:
             await send(message)
         except OSError as exc:
-            # A closed connection (a reset, a broken pipe, or a server's bare "disconnected" error);
-            # an OSError with another errno (a full disk in some middleware) is a real failure.
-            if isinstance(exc, ConnectionError) or exc.errno is None:
+            if _is_gone(exc):
                 raise _ClientGone from exc
             raise
 
     return guarded
+
+
+def _is_gone(exc: OSError) -> bool:
+    # A closed connection (a reset, a broken pipe, or a server's bare "disconnected" error); an
+    # OSError with another errno (a full disk in some middleware) is a real failure.
+    return isinstance(exc, ConnectionError) or exc.errno is None
 
 
 async def _cancel_on_disconnect(receive: Receive, scope: anyio.CancelScope) -> None:

@@ -106,10 +106,8 @@ class Portal:
 
 
 def _running_loop() -> asyncio.AbstractEventLoop | None:
-    try:
-        return asyncio.get_running_loop()
-    except RuntimeError:
-        return None
+    # asyncio's own check without an exception where no loop runs (it is in asyncio.events.__all__).
+    return asyncio._get_running_loop()
 
 
 def _as_coroutine(awaitable: Awaitable[T]) -> Coroutine[Any, Any, T]:
