@@ -38,7 +38,7 @@ check: $(BIN)/dualserve
 	$(BIN)/ruff check .
 	$(BIN)/mypy
 
-# Needs wrk and curl (apt-get install wrk curl); takes about six minutes; see bench/README.md.
+# Needs wrk and curl (apt-get install wrk curl); takes about twelve minutes; see bench/README.md.
 bench: $(BIN)/dualserve
 	$(BIN)/python -m bench.run
 
