@@ -142,3 +142,14 @@ def test_fastapi_app_openapi_is_the_same_document() -> None:
 
     registry = Registry.from_wrappers(make_wrappers())
     assert fastapi_app(registry).openapi() == build_document(registry)
+
+
+def test_paths_are_the_route_tables(document: dict[str, Any]) -> None:
+    # Derived from the core's table (issue 12): each documented path is answered by a route of it,
+    # by the endpoint it documents, and every pipeline has its run path.
+    from dualserve.core import routes
+
+    endpoints = {path: routes.match(path)[0].endpoint for path in document["paths"]}  # type: ignore[index]
+    assert endpoints.pop("/status") == "status"
+    assert set(endpoints.values()) == {"run"}
+    assert sorted(endpoints) == sorted(f"/{name}/run" for name in make_wrappers())

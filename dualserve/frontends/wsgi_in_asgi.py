@@ -42,7 +42,7 @@ from typing import IO, Any
 
 from a2wsgi import WSGIMiddleware
 
-from ..serving.bodies import ClientDisconnected, Spool
+from ..serving.bodies import ClientDisconnected, Spool, receive_body
 from ..serving.service import DEFAULT_MAX_BODY_SIZE
 
 __all__ = ["FileWrapper", "WSGIMount"]
@@ -132,22 +132,12 @@ class _Exchange:
             if name == b"content-length" and value.isdigit() and int(value) > limit:
                 return io.BytesIO()
         body = Spool()
-        size = 0
-        more = True
         try:
-            while more and size <= limit:
-                message = await receive()
-                if message["type"] == "http.disconnect":
-                    body.close()
-                    self.disconnected = True
-                    return None
-                chunk: bytes = message.get("body", b"")
-                more = message.get("more_body", False)
-                if size + len(chunk) > limit + 1:
-                    chunk = chunk[: limit + 1 - size]
-                # A write to the temp file blocks the loop as briefly as a page-cache write does.
-                body.write(chunk)
-                size += len(chunk)
+            # A write to the temp file blocks the loop as briefly as a page-cache write does.
+            if not await receive_body(receive, body.write, limit + 1):
+                body.close()
+                self.disconnected = True
+                return None
         except BaseException:  # cancelled by a server shutting down: the temp file goes now
             body.close()
             raise

@@ -25,6 +25,7 @@ __all__ = [
     "body_incomplete",
     "declared_length",
     "read_body",
+    "receive_body",
     "refused_body",
 ]
 
@@ -146,18 +147,30 @@ async def aread_body(receive: Callable[[], Awaitable[Any]], declared: int | None
     if declared is not None and declared > limit:
         return body_too_large(limit)
     body = bytearray()
-    while True:
-        message = await receive()
-        if message["type"] == "http.disconnect":
-            return None
-        body += message.get("body", b"")
-        if len(body) > limit:
-            return body_too_large(limit)
-        if not message.get("more_body", False):
-            break
+    if not await receive_body(receive, body.extend, limit + 1):
+        return None
     # The body ended short of its Content-Length (as Starlette's test client and the a2wsgi mount
     # in Flask deliver it): the Flask frontend's answer, not a run on half a body.
     return _checked(body, declared, limit)
+
+
+async def receive_body(receive: Callable[[], Awaitable[Any]], write: Callable[[bytes], object], keep: int) -> bool:
+    """Receive an ASGI request body into ``write``, at most ``keep`` bytes of it (the rest is not
+    read: one byte past a limit tells a body over it); False if the client disconnected first.
+    The FastAPI frontend reads with it, and so does the Flask mount before a thread takes the call."""
+    size = 0
+    while size < keep:
+        message = await receive()
+        if message["type"] == "http.disconnect":
+            return False
+        chunk: bytes = message.get("body", b"")
+        if size + len(chunk) > keep:
+            chunk = chunk[: keep - size]
+        write(chunk)
+        size += len(chunk)
+        if not message.get("more_body", False):
+            break
+    return True
 
 
 def _checked(body: bytearray, declared: int | None, limit: int) -> bytes | Reply:

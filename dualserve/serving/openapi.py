@@ -22,6 +22,7 @@ from pydantic import TypeAdapter
 
 from ..__version__ import __version__
 from ..core.returns import IMAGE_TYPES
+from ..core.routes import ROUTES
 from ..media import Media
 from .pipelines import Pipeline, Registry
 
@@ -94,17 +95,21 @@ _SCHEMAS: dict[str, Any] = {
 def build_document(registry: Registry, prefix: str = "") -> dict[str, Any]:
     """The OpenAPI document of ``registry`` as served under ``prefix`` ("" at the root, "/flask" mounted)."""
     schemas = copy.deepcopy(_SCHEMAS)
-    paths: dict[str, Any] = {
-        "/status": {
-            "get": {
-                "operationId": "status",
-                "summary": "The pipelines served, and those that failed to load",
-                "responses": {"200": _json_response("Status", {"$ref": "#/components/schemas/Status"})},
+    paths: dict[str, Any] = {}
+    # The paths of the core's route table, in its order. The pages (/, /docs, /ui) and this
+    # document itself are for people and tools, not operations of the API.
+    for route in ROUTES:
+        if route.endpoint == "status":
+            paths[route.path] = {
+                "get": {
+                    "operationId": "status",
+                    "summary": "The pipelines served, and those that failed to load",
+                    "responses": {"200": _json_response("Status", {"$ref": "#/components/schemas/Status"})},
+                }
             }
-        }
-    }
-    for name, pipeline in sorted(registry.pipelines.items()):
-        paths[f"/{name}/run"] = _operations(pipeline, schemas)
+        elif route.endpoint == "run" and route.parameters == ("pipeline",):
+            for name, pipeline in sorted(registry.pipelines.items()):
+                paths[route.path.replace("{pipeline}", name)] = _operations(pipeline, schemas)
     return {
         "openapi": "3.1.0",
         "info": {"title": "dualserve", "version": __version__},
