@@ -121,9 +121,11 @@ def test_a_send_that_raises_because_the_client_left_ends_the_response_quietly(
 DIRECT_CASES = [
     pytest.param("GET", "/bytes/run", {}, id="bytes"),
     pytest.param("HEAD", "/bytes/run", {}, id="head"),
-    pytest.param("GET", "/range_bytes/run", {"Range": "bytes=0-9"}, id="206"),
+    pytest.param("GET", "/range_path/run", {"Range": "bytes=0-9"}, id="206"),
+    pytest.param("GET", "/range_bytes/run", {"Range": "bytes=0-9"}, id="range-ignored"),
+    pytest.param("GET", "/range_bytes/run", {"Range": "bytes=10-"}, id="409-continuation"),
     pytest.param("GET", "/range_bytes/run", {"If-None-Match": "*"}, id="304"),
-    pytest.param("GET", "/range_bytes/run", {"Range": "bytes=99999-"}, id="416"),
+    pytest.param("GET", "/range_path/run", {"Range": "bytes=99999-"}, id="416"),
     pytest.param("GET", "/range_path/run", {"Range": "bytes=5-"}, id="file-range"),
     pytest.param("GET", "/stream/run", {}, id="stream"),
     pytest.param("HEAD", "/head_stream/run", {}, id="head-stream"),

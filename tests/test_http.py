@@ -1,4 +1,10 @@
-"""DESIGN.md section 4, row by row, for bytes, file and image results, on every frontend."""
+"""DESIGN.md section 4, row by row, for bytes, file and image results, on every frontend.
+
+Range rows hold as written for a stored result (a file the wrapper keeps on disk); the bytes and
+the image a run makes are not stored (contract section 6, "never spliced"): ``Accept-Ranges:
+none``, a Range ignored (200 with the whole body), and a continuation (one range from past the
+first byte, no If-Range) refused with 409.
+"""
 
 from __future__ import annotations
 
@@ -16,6 +22,8 @@ from tests.conftest import FRONTENDS, assert_alike, frontend_client
 from tests.wrappers import make_wrappers
 
 KINDS = ["range_bytes", "range_path", "range_image"]
+#: Kept by the server for the representation's life, so a Range continues the same bytes.
+STORED = {"range_path"}
 
 
 @dataclass(frozen=True)
@@ -40,6 +48,23 @@ class Row:
     content_range: Callable[[Full], str | None] = lambda full: None
     #: Needs a Last-Modified, which only file results have.
     files_only: bool = False
+    #: The status of a result that is not stored, where it differs: a 206 or 416 only a stored
+    #: result gives becomes 200 with the whole body, or 409 for a continuation.
+    unstored: int | None = None
+
+    def expected(self, kind: str, full: Full) -> tuple[int, bytes, str | None]:
+        """The status, body and Content-Range for ``kind``."""
+        if self.unstored is None or kind in STORED:
+            return self.status, self.body(full), self.content_range(full)
+        if self.unstored == 409:
+            return 409, NOT_RESUMABLE, None
+        return 200, (full.body if self.method != "HEAD" else b""), None
+
+
+NOT_RESUMABLE = (
+    b'{"detail":"This answer is made anew by every run and is not stored, so a download of it cannot be resumed: '
+    b'request it again without Range."}'
+)
 
 
 STALE_DATE = "Mon, 01 Jan 2001 00:00:00 GMT"
@@ -49,7 +74,14 @@ ROWS = [
     pytest.param(Row("GET", lambda f: {}, 200, lambda f: f.body), id="1-get"),
     pytest.param(Row("HEAD", lambda f: {}, 200, lambda f: b""), id="2-head"),
     pytest.param(
-        Row("GET", lambda f: {"range": "bytes=0-99"}, 206, lambda f: f.body[:100], lambda f: f"bytes 0-99/{f.size}"),
+        Row(
+            "GET",
+            lambda f: {"range": "bytes=0-99"},
+            206,
+            lambda f: f.body[:100],
+            lambda f: f"bytes 0-99/{f.size}",
+            unstored=200,
+        ),
         id="3-range-first-100",
     ),
     pytest.param(
@@ -59,6 +91,7 @@ ROWS = [
             206,
             lambda f: f.body[-100:],
             lambda f: f"bytes {f.size - 100}-{f.size - 1}/{f.size}",
+            unstored=200,
         ),
         id="4-range-suffix",
     ),
@@ -69,11 +102,18 @@ ROWS = [
             206,
             lambda f: f.body[10:],
             lambda f: f"bytes 10-{f.size - 1}/{f.size}",
+            unstored=409,
         ),
         id="4-range-end-clamped",
     ),
     pytest.param(
-        Row("GET", lambda f: {"range": f"bytes={f.size}-"}, 416, lambda f: b'{"detail":"Range Not Satisfiable"}'),
+        Row(
+            "GET",
+            lambda f: {"range": f"bytes={f.size}-"},
+            416,
+            lambda f: b'{"detail":"Range Not Satisfiable"}',
+            unstored=409,
+        ),
         id="5-range-past-end",
     ),
     pytest.param(Row("GET", lambda f: {"range": "bytes=abc"}, 200, lambda f: f.body), id="6-malformed-range"),
@@ -101,6 +141,7 @@ ROWS = [
             206,
             lambda f: f.body[:10],
             lambda f: f"bytes 0-9/{f.size}",
+            unstored=200,
         ),
         id="8-if-range-match",
     ),
@@ -158,22 +199,23 @@ CASES = [
 def test_row(client: httpx2.Client, kind: str, row: Row) -> None:
     full = full_answer(client, kind)
     response = send(client, kind, row, full)
-    assert response.status_code == row.status, response.content
-    assert response.content == row.body(full)
+    status, body, content_range = row.expected(kind, full)
+    assert response.status_code == status, response.content
+    assert response.content == body
     headers = response.headers
-    assert headers.get("content-range") == (row.content_range(full) if row.status != 416 else f"bytes */{full.size}")
-    if row.status in (200, 206):
+    assert headers.get("content-range") == (content_range if status != 416 else f"bytes */{full.size}")
+    if status in (200, 206):
         assert headers["etag"] == full.etag
-        assert headers["accept-ranges"] == "bytes"
+        assert headers["accept-ranges"] == ("bytes" if kind in STORED else "none")
         assert headers.get("last-modified") == full.last_modified
-        expected_length = len(row.body(full)) if row.method != "HEAD" else full.size
+        expected_length = len(body) if row.method != "HEAD" else full.size
         assert headers["content-length"] == str(expected_length)
         assert headers["content-type"] == client.get(f"{kind}/run").headers["content-type"]
-    if row.status == 304:
+    if status == 304:
         assert headers["etag"] == full.etag
         assert headers["cache-control"] == "no-cache"
         assert "content-type" not in headers and "content-length" not in headers
-    if row.status in (412, 416):
+    if status in (409, 412, 416):
         assert headers["content-type"] == "application/json"
 
 
@@ -203,9 +245,11 @@ TEMP_CASES = [
     pytest.param("GET", {}, 200, id="full-download"),
     pytest.param("HEAD", {}, 200, id="head"),
     pytest.param("GET", {"if-none-match": "*"}, 304, id="not-modified"),
-    pytest.param("GET", {"range": "bytes=5000-"}, 416, id="range-error"),
     pytest.param("GET", {"if-match": '"nope"'}, 412, id="precondition-failed"),
-    pytest.param("GET", {"range": "bytes=0-9"}, 206, id="partial"),
+    # A file deleted after the answer is the run's own, never stored: its Range is ignored, and a
+    # continuation of it refused.
+    pytest.param("GET", {"range": "bytes=0-9"}, 200, id="range-ignored"),
+    pytest.param("GET", {"range": "bytes=5000-"}, 409, id="continuation"),
 ]
 
 

@@ -149,33 +149,55 @@ def model_range(case: RangeCase, size: int) -> tuple[int, int, int]:
     return 206, case.first, stop
 
 
+def model_unstored(case: RangeCase, size: int) -> tuple[int, int, int]:
+    """The same for a result that is not stored (never spliced): the Range is ignored, but for a
+    continuation, one range from past the first byte, which a client would append: 409."""
+    if not case.ignored and case.suffix is None and case.first is not None and case.first > 0:
+        return 409, 0, 0
+    return 200, 0, size
+
+
+NOT_RESUMABLE = (
+    b'{"detail":"This answer is made anew by every run and is not stored, so a download of it cannot be resumed: '
+    b'request it again without Range."}'
+)
+
+
 @pytest.fixture(scope="module")
 def file_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return tmp_path_factory.mktemp("properties")
 
 
-def make_result(body: bytes, as_file: bool, directory: Path, mtime: float = 1_600_000_000) -> BytesResult | PathResult:
+def make_result(
+    body: bytes, as_file: bool, directory: Path, mtime: float = 1_600_000_000, stored: bool = True
+) -> BytesResult | PathResult:
+    """Bytes or a file, stored (kept by the server: Range answered) or not (a run's own: Range ignored)."""
     if not as_file:
-        return BytesResult(body=body, media_type="application/octet-stream")
+        return BytesResult(body=body, media_type="application/octet-stream", stored=stored)
     path = directory / "body.bin"
     path.write_bytes(body)
     os.utime(path, (mtime, mtime))
-    return path_result(path, "application/octet-stream")
+    return path_result(path, "application/octet-stream", stored=stored)
 
 
 def check_answer(
-    reply: Reply, headers: dict[str, str], method: str, body: bytes, expected: tuple[int, int, int]
+    reply: Reply, headers: dict[str, str], method: str, body: bytes, expected: tuple[int, int, int], stored: bool
 ) -> None:
     status, start, stop = expected
     size = len(body)
     assert reply.status_code == status
     sent = body_of(reply)
+    if status == 409:
+        assert (headers["content-type"], headers["accept-ranges"]) == (JSON, "none")
+        assert sent == (NOT_RESUMABLE if method != "HEAD" else b"")
+        return
     if status == 416:
         assert headers["content-range"] == f"bytes */{size}"
         assert headers["content-type"] == JSON
         assert sent == (b'{"detail":"Range Not Satisfiable"}' if method != "HEAD" else b"")
         return
-    assert headers["accept-ranges"] == "bytes"
+    # Never spliced: a result that is not stored may differ on the next run, so it offers no ranges.
+    assert headers["accept-ranges"] == ("bytes" if stored else "none")
     assert headers["content-length"] == str(stop - start)
     if status == 206:
         assert headers["content-range"] == f"bytes {start}-{stop - 1}/{size}"
@@ -189,18 +211,25 @@ def check_answer(
     case=range_cases(),
     method=st.sampled_from(["GET", "HEAD", "POST"]),
     as_file=st.booleans(),
+    stored=st.booleans(),
 )
 @hypothesis_settings(300)
-@example(body=bytes(10), case=RangeCase("bytes=-20", suffix=20), method="GET", as_file=False)  # was 416
-@example(body=bytes(10), case=RangeCase("bytes=-20", suffix=20), method="GET", as_file=True)
-@example(body=b"", case=RangeCase("bytes=-1", suffix=1), method="GET", as_file=False)
-def test_range(body: bytes, case: RangeCase, method: str, as_file: bool, file_dir: Path) -> None:
+@example(body=bytes(10), case=RangeCase("bytes=-20", suffix=20), method="GET", as_file=False, stored=True)  # was 416
+@example(body=bytes(10), case=RangeCase("bytes=-20", suffix=20), method="GET", as_file=True, stored=True)
+@example(body=b"", case=RangeCase("bytes=-1", suffix=1), method="GET", as_file=False, stored=True)
+@example(body=bytes(10), case=RangeCase("bytes=0-4", 0, 4), method="GET", as_file=False, stored=False)  # was 206
+@example(body=bytes(10), case=RangeCase("bytes=4-", 4), method="GET", as_file=False, stored=False)  # was 206
+def test_range(body: bytes, case: RangeCase, method: str, as_file: bool, stored: bool, file_dir: Path) -> None:
     note(f"Range: {case.header!r}")
-    result = make_result(body, as_file, file_dir)
+    result = make_result(body, as_file, file_dir, stored=stored)
     reply, headers = send(result, method, {"range": case.header})
-    # Range applies to GET and HEAD only; a POST runs and answers in full.
-    expected = model_range(case, len(body)) if method != "POST" else (200, 0, len(body))
-    check_answer(reply, headers, method, body, expected)
+    # Range applies to GET and HEAD of a stored result only; a POST runs and answers in full, and
+    # an unstored result (bytes a run made) is never spliced with another run's.
+    if method == "POST":
+        expected = (200, 0, len(body))
+    else:
+        expected = model_range(case, len(body)) if stored else model_unstored(case, len(body))
+    check_answer(reply, headers, method, body, expected, stored)
 
 
 # --- Conditional requests -------------------------------------------------------------------
@@ -321,8 +350,11 @@ def conditions(draw: st.DrawFn, etag: str, last_modified: int | None, around: in
     )
 
 
-def model_conditions(c: Conditions, method: str, last_modified: int | None, size: int) -> tuple[int, int, int]:
-    """RFC 9110 13.2.2, in its order; date conditions need a Last-Modified (files only)."""
+def model_conditions(
+    c: Conditions, method: str, last_modified: int | None, size: int, stored: bool
+) -> tuple[int, int, int]:
+    """RFC 9110 13.2.2, in its order; date conditions need a Last-Modified (files only); Range and
+    If-Range only for a stored result."""
     if method not in ("GET", "HEAD"):
         return 200, 0, size
     if c.if_match is not None:
@@ -341,6 +373,9 @@ def model_conditions(c: Conditions, method: str, last_modified: int | None, size
             return 304, 0, 0
     if c.range is None:
         return 200, 0, size
+    if not stored:
+        # With If-Range, a 200 replaces the client's copy; without, a continuation is refused.
+        return (200, 0, size) if c.if_range is not None else model_unstored(c.range, size)
     if c.if_range is not None and not c.if_range.holds:
         return 200, 0, size  # a stale If-Range: the whole representation
     return model_range(c.range, size)
@@ -349,10 +384,12 @@ def model_conditions(c: Conditions, method: str, last_modified: int | None, size
 MTIMES = st.one_of(st.integers(946_684_800, 1_900_000_000), st.floats(946_684_800, 1_900_000_000))
 
 
-@given(data=st.data(), body=st.binary(max_size=64), as_file=st.booleans(), mtime=MTIMES)
+@given(data=st.data(), body=st.binary(max_size=64), as_file=st.booleans(), mtime=MTIMES, stored=st.booleans())
 @hypothesis_settings(300)
-def test_conditional_requests(data: st.DataObject, body: bytes, as_file: bool, mtime: float, file_dir: Path) -> None:
-    result = make_result(body, as_file, file_dir, mtime)
+def test_conditional_requests(
+    data: st.DataObject, body: bytes, as_file: bool, mtime: float, stored: bool, file_dir: Path
+) -> None:
+    result = make_result(body, as_file, file_dir, mtime, stored)
     plain, plain_headers = send(result, "GET", {})
     etag = plain_headers["etag"]
     # The file's time as the file system kept it, in whole seconds as HTTP dates have them.
@@ -362,7 +399,7 @@ def test_conditional_requests(data: st.DataObject, body: bytes, as_file: bool, m
     method = data.draw(st.sampled_from(["GET", "HEAD", "POST"]), label="method")
     c = data.draw(conditions(etag, last_modified, int(mtime)), label="conditions")
     reply, headers = send(result, method, c.headers())
-    expected = model_conditions(c, method, last_modified, len(body))
+    expected = model_conditions(c, method, last_modified, len(body), stored)
     status = expected[0]
     if status == 304:
         assert reply.status_code == 304
@@ -373,8 +410,8 @@ def test_conditional_requests(data: st.DataObject, body: bytes, as_file: bool, m
         assert reply.status_code == 412
         assert body_of(reply) == (b'{"detail":"Precondition Failed"}' if method != "HEAD" else b"")
     else:
-        check_answer(reply, headers, method, body, expected)
-        if status != 416:
+        check_answer(reply, headers, method, body, expected, stored)
+        if status not in (409, 416):
             assert headers["etag"] == etag
 
 
@@ -388,10 +425,14 @@ def test_conditional_requests(data: st.DataObject, body: bytes, as_file: bool, m
     ],
 )
 def test_if_range_holds_for_our_exact_strong_tag_only(if_range: Any, status: int) -> None:
-    result = BytesResult(body=bytes(100), media_type="application/octet-stream")
+    result = BytesResult(body=bytes(100), media_type="application/octet-stream", stored=True)
     etag = send(result, "GET", {})[1]["etag"]
     reply, _ = send(result, "GET", {"range": "bytes=0-9", "if-range": if_range(etag)})
     assert reply.status_code == status
+    # Not stored: even our own strong tag does not make a Range of a run's bytes honoured.
+    unstored = BytesResult(body=bytes(100), media_type="application/octet-stream")
+    reply, _ = send(unstored, "GET", {"range": "bytes=0-9", "if-range": if_range(etag)})
+    assert reply.status_code == 200
 
 
 HEADER_TEXT = st.text(st.characters(min_codepoint=32, max_codepoint=255), max_size=40)
@@ -405,13 +446,16 @@ HEADER_TEXT = st.text(st.characters(min_codepoint=32, max_codepoint=255), max_si
     body=st.binary(max_size=40),
     as_file=st.booleans(),
     method=st.sampled_from(["GET", "HEAD"]),
+    stored=st.booleans(),
 )
 @hypothesis_settings(150)
 def test_any_header_text_gets_a_sound_answer(
-    headers: dict[str, str], body: bytes, as_file: bool, method: str, file_dir: Path
+    headers: dict[str, str], body: bytes, as_file: bool, method: str, stored: bool, file_dir: Path
 ) -> None:
-    reply, sent = send(make_result(body, as_file, file_dir), method, headers)
-    assert reply.status_code in (200, 206, 304, 412, 416)
+    reply, sent = send(make_result(body, as_file, file_dir, stored=stored), method, headers)
+    # Only a stored result is ever answered in part (206) or refused a range (416); any other
+    # refuses a continuation (409).
+    assert reply.status_code in ((200, 206, 304, 412, 416) if stored else (200, 304, 409, 412))
     if reply.status_code == 206:
         match = re.fullmatch(r"bytes (\d+)-(\d+)/(\d+)", sent["content-range"])
         assert match is not None

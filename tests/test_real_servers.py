@@ -195,6 +195,7 @@ def test_file_bytes_on_the_wire(base: str, headers: dict[str, str], status: int,
     assert response.status_code == status
     assert response.content == data[span]
     assert response.headers["content-length"] == str(len(data[span]))
+    assert response.headers["accept-ranges"] == "bytes"  # a file kept on disk: stored
 
 
 def test_async_setup_and_calls_share_one_loop_on_both_frontends(server: tuple[str, str]) -> None:

@@ -4,7 +4,9 @@ No web framework is imported: Starlette's ``Response``, ``FileResponse`` and ``S
 and Werkzeug's ``Response`` (``send_file`` included) are recognised by class and read through
 their public attributes. Their status, body and headers are kept; the headers the contract
 decides (length, validators, ranges) are computed again, so the answer is the same on FastAPI
-and Flask and gets HEAD, Range and 304 like any other result. A background task or
+and Flask and gets HEAD, Range and 304 like any other result. A file response is of a stored file
+(Range answered) unless the run created it, which the serving layer marks ``delete_after``; bytes
+and streams are the run's own (Range ignored). A background task or
 ``call_on_close`` function runs once the response is over, as it would have.
 
 A subclass that overrides how it sends itself (its own ``__call__``) cannot be read this way: it

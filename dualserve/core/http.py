@@ -12,6 +12,20 @@ Decisions the RFCs leave open, taken the same way on every frontend:
 - A Range header that does not parse, names another unit, or asks for several ranges is ignored:
   200 with the full body (RFC 9110 lets a server ignore Range). One range wholly past the end
   is 416 with ``Content-Range: bytes */N``.
+- Never spliced: only a *stored* result (``stored``: a file kept on disk, a cached or a job's
+  result from the store) is sent with ``Accept-Ranges: bytes`` and answers Range and If-Range.
+  Any other (bytes a run made, an image encoded for this request, a temp file the run created)
+  may differ on the next run. It is sent with ``Accept-Ranges: none`` and its Range is ignored,
+  200 with this run's whole body, with one exception: a *continuation*, one byte range from past
+  the first byte with no If-Range, is 409 (a JSON answer's too, though it offers no ranges).
+  That is what ``curl -C -``, ``wget -c`` and ``aria2c -c`` send, holding the head of another
+  run's answer, and wget takes a 200 as the same bytes: it skips as many as it holds and appends
+  the rest, a spliced file. A 409 is a failure to all three (a 416 would be "already
+  complete"), and their partial file stays as it was.
+  With If-Range the client replaces its copy with a 200, so the 200 stands; even with this run's
+  own ETag the Range is ignored: one rule that needs no hash to hold, and the run, the costly
+  part, is done by then. If-None-Match and 304 stay: a 304 only says the client's copy equals
+  this run's bytes.
 """
 
 from __future__ import annotations
@@ -65,25 +79,32 @@ def _render_representation(
             validators.append(("last-modified", formatdate(result.mtime, usegmt=True)))
     mtime = int(result.mtime) if isinstance(result, PathResult) else None
 
+    stored = result.stored and not (isinstance(result, PathResult) and result.delete_after)
     start, stop = 0, size
     status = result.status_code
-    if etag is not None and request.method in _SAFE_METHODS and status == 200:
-        precondition = _preconditions(request, etag, mtime)
-        if precondition == 412:
-            return error_reply(412, "Precondition Failed", cleanups=cleanups)
-        if precondition == 304:
-            # RFC 9110 15.4.5: the ETag and caching headers a 200 would carry, no content headers.
-            kept = [h for h in _headers(result, size=None) if h[0] not in ("content-type", "content-disposition")]
-            return Reply(304, [("etag", etag), *kept], b"", cleanups=cleanups)
-        span = _byte_range(request, size, etag, mtime)
-        if span is None:
-            return error_reply(416, "Range Not Satisfiable", [("content-range", f"bytes */{size}")], cleanups)
-        if span is not _WHOLE:
-            start, stop = span
-            status = 206
+    if request.method in _SAFE_METHODS and status == 200:
+        if etag is not None:
+            precondition = _preconditions(request, etag, mtime)
+            if precondition == 412:
+                return error_reply(412, "Precondition Failed", cleanups=cleanups)
+            if precondition == 304:
+                # RFC 9110 15.4.5: the ETag and caching headers a 200 would carry, no content headers.
+                kept = [h for h in _headers(result, size=None) if h[0] not in ("content-type", "content-disposition")]
+                return Reply(304, [("etag", etag), *kept], b"", cleanups=cleanups)
+        if not stored:
+            # JSON too: it has no ranges to offer, but wget -c would append to it all the same.
+            if _continues(request):
+                return error_reply(409, _NOT_RESUMABLE, [("accept-ranges", "none")], cleanups)
+        elif etag is not None:
+            span = _byte_range(request, size, etag, mtime)
+            if span is None:
+                return error_reply(416, "Range Not Satisfiable", [("content-range", f"bytes */{size}")], cleanups)
+            if span is not _WHOLE:
+                start, stop = span
+                status = 206
     headers = _headers(result, size=stop - start)
     if etag is not None:
-        headers[2:2] = [("accept-ranges", "bytes"), *validators]
+        headers[2:2] = [("accept-ranges", "bytes" if stored else "none"), *validators]
     if status == 206:
         headers.insert(2, ("content-range", f"bytes {start}-{stop - 1}/{size}"))
     body: bytes | FileBody
@@ -170,6 +191,22 @@ def _byte_range(request: Request, size: int, etag: str, mtime: int | None) -> tu
         parsed = Range("bytes", [(-size, None)]) if size else parsed
     # Satisfiable ranges are 206 even when they cover the whole body, as RFC 9110 has it.
     return parsed.range_for_length(size)
+
+
+_NOT_RESUMABLE = (
+    "This answer is made anew by every run and is not stored, so a download of it cannot be resumed: "
+    "request it again without Range."
+)
+
+
+def _continues(request: Request) -> bool:
+    """Whether the request continues a download it will append to: one byte range from past the
+    first byte, and no If-Range (with one, a 200 replaces the client's copy)."""
+    header = request.headers.get("range")
+    if header is None or request.headers.get("if-range") is not None:
+        return False
+    parsed = parse_range_header(header)
+    return parsed is not None and parsed.units == "bytes" and len(parsed.ranges) == 1 and parsed.ranges[0][0] > 0
 
 
 def _if_range_holds(header: str, etag: str, mtime: int | None) -> bool:

@@ -75,6 +75,11 @@ class Result:
 @dataclass(frozen=True, kw_only=True)
 class BytesResult(Result):
     body: bytes
+    #: The server keeps exactly these bytes for the representation's life (a cached result, a
+    #: job's result from the store), so a Range of them continues the same answer. Bytes a run
+    #: made, an image encoded per request or JSON are not stored: the next run may differ, so
+    #: their Range is ignored (never spliced; see ``dualserve.core.http``).
+    stored: bool = False
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -88,6 +93,10 @@ class PathResult(Result):
     size: int
     mtime: float
     delete_after: bool = False
+    #: A file that was there before the run (a wrapper's own file, a page asset, a stored
+    #: result): Range and If-Range are answered. A file deleted after the answer (``delete_after``,
+    #: a temp file the run created) is never taken as stored, whatever this says.
+    stored: bool = False
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -233,7 +242,9 @@ def _media_result(media: Media, content: Any, declared: tuple[str, ...]) -> Resu
         "max_age": media.max_age,
     }
     if isinstance(result, PathResult):
+        # A file handed over to be deleted is this run's own: not stored, its Range ignored.
         changes["delete_after"] = media.delete_after
+        changes["stored"] = result.stored and not media.delete_after
     return dataclasses.replace(result, **changes)
 
 
@@ -276,9 +287,14 @@ def _item(value: Any) -> BytesResult | ImageResult:
     return result
 
 
-def path_result(path: Path, media_type: str | None, **fields: Any) -> PathResult:
+def path_result(path: Path, media_type: str | None, *, stored: bool = True, **fields: Any) -> PathResult:
     """The result for a file: its size and time read now, its type declared, by extension, or sniffed.
 
+    :param stored: whether the file keeps these bytes beyond this answer, so a Range of it is
+        answered. True for the files a wrapper, a framework response or the server names: kept on
+        disk, not made per request. The one exception, a temp file the run created, is marked
+        ``delete_after`` (by ``Media(delete_after=True)`` or the serving layer), which ``render``
+        never takes as stored.
     :param fields: other Result fields; ``filename`` defaults to the file's name.
     """
     # A missing or unreadable file fails here, before any header is sent, so it becomes a JSON error.
@@ -299,6 +315,7 @@ def path_result(path: Path, media_type: str | None, **fields: Any) -> PathResult
     except OSError as exc:
         raise ResolveError(f"run_api returned the path {path.name!r}, which cannot be read: {exc.strerror}.") from exc
     fields.setdefault("filename", path.name)
+    fields["stored"] = stored
     return PathResult(
         path=path, size=stat.st_size, mtime=stat.st_mtime, media_type=media_type or OCTET_STREAM, **fields
     )
