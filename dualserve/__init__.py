@@ -4,9 +4,10 @@ from __future__ import annotations
 
 from .__version__ import __version__ as __version__
 from .apps import asgi_app, fastapi_app, flask_app, wsgi_app
-from .exceptions import DualserveError, HTTPError, LoadError, ResolveError, ValidationError
+from .exceptions import Canceled, DualserveError, HTTPError, LoadError, ResolveError, ValidationError
 from .media import Media
 from .paths import safe_path
+from .reporting import progress
 from .serving.pipelines import Registry
 from .uploads import UploadFile
 from .wrapper import BasePipelineWrapper, produces
@@ -14,6 +15,7 @@ from .wrapper import BasePipelineWrapper, produces
 __all__ = [
     "asgi_app",
     "BasePipelineWrapper",
+    "Canceled",
     "DualserveError",
     "fastapi_app",
     "flask_app",
@@ -21,6 +23,7 @@ __all__ = [
     "LoadError",
     "Media",
     "produces",
+    "progress",
     "Registry",
     "ResolveError",
     "safe_path",

@@ -56,11 +56,19 @@ def main(argv: Sequence[str] | None = None) -> int:
         ("--threads", options.threads, config.THREADS_ENV),
         ("--max-streams", options.max_streams, config.MAX_STREAMS_ENV),
         ("--max-image-pixels", options.max_image_pixels, config.MAX_IMAGE_PIXELS_ENV),
+        ("--job-workers", options.job_workers, config.JOB_WORKERS_ENV),
     ):
         if value is not None:
             if value < 1:
                 parser.error(f"{flag} must be 1 or more")
             os.environ[name] = str(value)
+    if options.result_ttl is not None:
+        if options.result_ttl <= 0:
+            parser.error("--result-ttl must be above 0")
+        os.environ[config.RESULT_TTL_ENV] = str(options.result_ttl)
+    if options.state_dir is not None:
+        # Absolute, so that every worker process finds the same folder whatever its directory.
+        os.environ[config.STATE_DIR_ENV] = str(Path(options.state_dir).resolve())
     if options.server == "flask" and options.threads is not None:
         parser.error("--server flask starts a thread per request and cannot cap them; use uvicorn or gunicorn")
     logging.basicConfig(level=options.log_level.upper(), format="%(levelname)s:%(name)s: %(message)s")
@@ -147,6 +155,22 @@ def _parser() -> argparse.ArgumentParser:
         default=10.0,
         metavar="SECONDS",
         help="on SIGTERM, how long open responses may take to finish before they are cut (uvicorn, gunicorn)",
+    )
+    run.add_argument(
+        "--state-dir",
+        default=None,
+        metavar="DIR",
+        help="job records and stored results, shared by the workers (default: .dualserve in the working directory)",
+    )
+    run.add_argument(
+        "--result-ttl",
+        type=float,
+        default=None,
+        metavar="SECONDS",
+        help="how long a job and its result are kept (default 3600)",
+    )
+    run.add_argument(
+        "--job-workers", type=int, default=None, metavar="N", help="jobs each worker process runs at once (default 1)"
     )
     run.add_argument("--log-level", default="info", choices=("debug", "info", "warning", "error"))
     call = commands.add_parser(

@@ -7,7 +7,8 @@ Our exception hierarchy::
     │   └── RequestError   the request itself is wrong (raised while reading its arguments)
     │       └── ValidationError   422 with the contract's ``detail`` list
     ├── LoadError          a pipeline wrapper could not be imported or set up
-    └── ResolveError       ``run_api`` returned something that cannot become a response (also a TypeError)
+    ├── ResolveError       ``run_api`` returned something that cannot become a response (also a TypeError)
+    └── Canceled           raised by ``dualserve.progress()`` in a job that was canceled
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 __all__ = [
+    "Canceled",
     "DualserveError",
     "HTTPError",
     "LoadError",
@@ -69,3 +71,8 @@ class LoadError(DualserveError):
 
 class ResolveError(DualserveError, TypeError):
     """``run_api`` returned a value the return protocol has no answer for."""
+
+
+class Canceled(DualserveError):
+    """Raised by :func:`dualserve.progress` once the job it reports on was canceled
+    (``DELETE /jobs/{id}``): a loop that reports progress stops there. Let it propagate."""

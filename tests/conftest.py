@@ -3,10 +3,13 @@ two tiers, fast and `server` (see "Tiers" below)."""
 
 from __future__ import annotations
 
+import atexit
 import contextlib
 import inspect
 import os
+import shutil
 import subprocess
+import tempfile
 import types
 import wsgiref.validate
 from collections.abc import Callable, Generator, Iterator, Sequence
@@ -24,6 +27,12 @@ from dualserve.serving.pipelines import Registry
 from dualserve.serving.service import Service
 from tests import flask_wrappers, hayhooks_wrappers
 from tests.wrappers import make_wrappers
+
+# Job records and stored results of every test, and of the servers the tests start, in a folder of
+# their own, never the working directory's .dualserve.
+_STATE = tempfile.mkdtemp(prefix="dualserve-test-state-")
+os.environ["DUALSERVE_STATE_DIR"] = _STATE
+atexit.register(shutil.rmtree, _STATE, True)
 
 FRONTENDS = ["fastapi", "flask", "flask-in-fastapi", "fastapi-in-flask"]
 #: The Flask app with a request hook, so every request goes through Flask's own dispatch: the

@@ -33,7 +33,7 @@ def test_match(path: str, endpoint: str | None, arguments: dict[str, str] | None
 
 
 def test_reserved_names_come_from_the_table_and_the_mounts() -> None:
-    expected = {"favicon.ico", "status", "openapi.json", "docs", "ui", "flask", "fastapi"}
+    expected = {"favicon.ico", "status", "openapi.json", "docs", "ui", "jobs", "flask", "fastapi"}
     assert RESERVED_NAMES == routes.RESERVED_NAMES == expected
 
 

@@ -34,7 +34,7 @@ class Request:
     body: bytes = b""
     #: Whose response objects this frontend can pass through untouched: "starlette" or "werkzeug".
     framework: str = ""
-    #: Values from the route's own path, for a pipeline served at a path of its own (GET only).
+    #: Values from the route's own path, for a pipeline served at a path of its own (any method).
     path_params: Sequence[tuple[str, str]] = ()
 
     @functools.cached_property

@@ -73,6 +73,11 @@ ROUTES = (
     Route("/docs/{filename}", "page", (("page", "docs"),), blocking=True),
     Route("/ui", "page", (("page", "ui"),), blocking=True),
     Route("/ui/{filename}", "page", (("page", "ui"),), blocking=True),
+    # The jobs (docs/contract.md section 6): records and blobs on disk, so every one blocks.
+    Route("/jobs/{job}", "job", blocking=True),
+    Route("/jobs/{job}/result", "job_result", blocking=True),
+    Route("/jobs/{job}/events", "job_events", blocking=True),
+    Route("/{pipeline}/jobs", "submit", reads_body=True, blocking=True),
     Route("/{pipeline}/run", "run", reads_body=True),
 )
 

@@ -142,7 +142,7 @@ async def answer(
         if isinstance(request, Reply):
             reply = request
         else:
-            if route.blocking or len(request.body) > LOOP_PARSE_LIMIT:
+            if service.blocks(route, request) or len(request.body) > LOOP_PARSE_LIMIT:
                 # A file to stat, a large form or JSON body to parse: in a thread, the loop goes on.
                 outcome = await service.to_thread(service.answer, route, arguments, request, scope.get("root_path", ""))
             else:

@@ -10,13 +10,17 @@ from ..exceptions import LoadError
 
 __all__ = [
     "DEBUG_ENV",
+    "JOB_WORKERS_ENV",
     "MAX_BODY_SIZE_ENV",
     "MAX_IMAGE_PIXELS_ENV",
     "MAX_STREAMS_ENV",
     "PIPELINES_DIR_ENV",
+    "RESULT_TTL_ENV",
+    "STATE_DIR_ENV",
     "THREADS_ENV",
     "TIMEOUT_ENV",
     "Settings",
+    "default_state_dir",
     "pipelines_dir",
     "settings",
 ]
@@ -28,6 +32,9 @@ TIMEOUT_ENV = "DUALSERVE_TIMEOUT"
 THREADS_ENV = "DUALSERVE_THREADS"
 MAX_STREAMS_ENV = "DUALSERVE_MAX_STREAMS"
 MAX_IMAGE_PIXELS_ENV = "DUALSERVE_MAX_IMAGE_PIXELS"
+STATE_DIR_ENV = "DUALSERVE_STATE_DIR"
+RESULT_TTL_ENV = "DUALSERVE_RESULT_TTL"
+JOB_WORKERS_ENV = "DUALSERVE_JOB_WORKERS"
 
 
 class Settings(TypedDict, total=False):
@@ -48,6 +55,14 @@ class Settings(TypedDict, total=False):
     threads: int | None
     max_streams: int | None
     max_image_pixels: int | None
+    state_dir: str | None
+    result_ttl: float | None
+    job_workers: int | None
+
+
+def default_state_dir() -> Path:
+    """Where jobs and stored results live unless told: ``$DUALSERVE_STATE_DIR``, else ``.dualserve``."""
+    return Path(os.environ.get(STATE_DIR_ENV) or ".dualserve")
 
 
 def pipelines_dir() -> Path:
@@ -67,6 +82,7 @@ def settings() -> Settings:
         ("threads", THREADS_ENV),
         ("max_streams", MAX_STREAMS_ENV),
         ("max_image_pixels", MAX_IMAGE_PIXELS_ENV),
+        ("job_workers", JOB_WORKERS_ENV),
     ):
         value = os.environ.get(name)
         if value:
@@ -79,4 +95,10 @@ def settings() -> Settings:
             found["timeout"] = float(value)
         except ValueError:
             raise LoadError(f"{TIMEOUT_ENV} must be a number of seconds, not {value!r}.") from None
+    value = os.environ.get(RESULT_TTL_ENV)
+    if value:
+        try:
+            found["result_ttl"] = float(value)
+        except ValueError:
+            raise LoadError(f"{RESULT_TTL_ENV} must be a number of seconds, not {value!r}.") from None
     return found

@@ -114,9 +114,16 @@ class Call:
         reply: Reply = yield Finish(value)
         return reply
 
-    def run_sync(self) -> Reply:
-        """Run from a thread (the Flask side), bounded by the service's timeout."""
-        timeout = self.service.timeout
+    def close(self) -> None:
+        """Throw the call away unrun: its cleanups (the request's uploads) run now."""
+        for cleanup in self.cleanups:
+            cleanup()
+        self.cleanups = []
+
+    def run_sync(self, bounded: bool = True) -> Reply:
+        """Run from a thread (the Flask side, a job's runner), bounded by the service's timeout
+        unless not ``bounded`` (a job: it is not waited for by a request)."""
+        timeout = self.service.timeout if bounded else None
         if timeout is None:
             return self._drive_sync()
         future = self.service.submit(self._drive_sync)

@@ -16,9 +16,12 @@ import contextlib
 import contextvars
 import dataclasses
 import logging
+import os
+import threading
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import AbstractContextManager
+from pathlib import Path
 from typing import Any, TypeVar
 
 from werkzeug.exceptions import HTTPException as WerkzeugHTTPException
@@ -40,10 +43,13 @@ from ..core.reply import (
 from ..core.request import Request
 from ..core.returns import JSONResult, Result, encode_json, path_result
 from ..core.routes import Route
-from ..exceptions import HTTPError, ResolveError
+from ..exceptions import Canceled, HTTPError, ResolveError
 from ..media import Media
+from ..store import JOBS_FILE, Store
 from ..uploads import UploadFile
 from .aio import portal
+from .config import default_state_dir
+from .jobs import Jobs, prefers_async
 from .openapi import build_document
 from .pages import asset, page
 from .pipelines import Pipeline, Registry, is_valid_name
@@ -63,6 +69,8 @@ DEFAULT_THREADS = 64
 LOOP_PARSE_LIMIT = 64 * 1024
 STATUS_METHODS = ("GET", "HEAD")
 _FAILED = "Pipeline execution failed"
+#: Seconds a job and its result are kept (``--result-ttl``).
+DEFAULT_RESULT_TTL = 3600.0
 PAGE_POLICY = (
     "default-src 'self'; script-src 'self'; style-src 'self' 'unsafe-inline'; img-src 'self' data: blob:; "
     "media-src 'self' blob:; frame-src 'self' blob:; connect-src 'self'; frame-ancestors 'self'"
@@ -85,6 +93,10 @@ class Service:
         ``Retry-After`` before its generator runs (``None``: no limit).
     :param max_image_pixels: the largest image, in pixels, that Pillow decodes in this process (an
         upload over it is a 413 JSON when opened) and that a pipeline may return.
+    :param state_dir: where job records and stored results live, shared by the server's worker
+        processes (``$DUALSERVE_STATE_DIR``, else ``.dualserve`` in the working directory).
+    :param result_ttl: seconds a job and its result are kept.
+    :param job_workers: jobs this process runs at once.
     """
 
     def __init__(
@@ -96,7 +108,12 @@ class Service:
         timeout: float | None = None,
         max_streams: int | None = None,
         max_image_pixels: int = DEFAULT_MAX_IMAGE_PIXELS,
+        state_dir: str | os.PathLike[str] | None = None,
+        result_ttl: float = DEFAULT_RESULT_TTL,
+        job_workers: int = 1,
     ) -> None:
+        if result_ttl <= 0 or job_workers < 1:
+            raise ValueError("result_ttl must be above 0 and job_workers 1 or more.")
         if max_body_size < 0 or threads < 1 or (timeout is not None and timeout <= 0) or max_image_pixels < 1:
             raise ValueError(
                 "max_body_size must be 0 or more, threads and max_image_pixels 1 or more, and timeout above 0."
@@ -111,6 +128,14 @@ class Service:
         self._pool: ThreadPoolExecutor | None = None
         self._contexts: dict[str, Callable[[], AbstractContextManager[object]]] = {}
         self._documents: dict[str, bytes] = {}
+        self.state_dir = Path(state_dir if state_dir is not None else default_state_dir())
+        self.result_ttl = result_ttl
+        self.job_workers = job_workers
+        self._store: Store | None = None
+        self._jobs: Jobs | None = None
+        self._jobs_lock = threading.Lock()
+        if (self.state_dir / JOBS_FILE).exists():
+            self.jobs  # noqa: B018  (jobs recorded before a restart are run again now, not on first use)
 
     def provide_context(self, framework: str, context: Callable[[], AbstractContextManager[object]]) -> None:
         """Register the context a wrapper that uses ``framework`` ("werkzeug") needs to run, such as a
@@ -166,7 +191,21 @@ class Service:
             path_params = tuple((key, value) for key, value in arguments.items() if key != "pipeline")
             if path_params:
                 request = dataclasses.replace(request, path_params=path_params)
-            outcome = self._prepare(arguments["pipeline"], request, route)
+            if request.method == "POST" and prefers_async(request) and not path_params:
+                # RFC 7240: the client would rather have a job than wait; said so in the answer.
+                outcome = self.jobs.submit(arguments["pipeline"], request, prefix)
+                if outcome.status_code in (201, 202):
+                    outcome.headers.append(("preference-applied", "respond-async"))
+            else:
+                outcome = self._prepare(arguments["pipeline"], request, route)
+        elif route.endpoint == "submit":
+            outcome = self.jobs.submit(arguments["pipeline"], request, prefix)
+        elif route.endpoint == "job":
+            outcome = self.jobs.status(arguments["job"], request, prefix)
+        elif route.endpoint == "job_result":
+            outcome = self.jobs.result(arguments["job"], request)
+        elif route.endpoint == "job_events":
+            outcome = self.jobs.events(arguments["job"], request)
         elif route.endpoint == "status":
             outcome = self.status(request)
         elif route.endpoint == "home":
@@ -178,6 +217,28 @@ class Service:
         else:
             raise LookupError(f"No endpoint called {route.endpoint!r}.")
         return outcome if isinstance(outcome, Call) else for_method(outcome, request.method)
+
+    def blocks(self, route: Route, request: Request) -> bool:
+        """Whether answering ``request`` on ``route`` touches the disk or waits (an event loop
+        hands it to a thread): a blocking route, or a ``/run`` that asks for a job instead."""
+        return route.blocking or (request.method == "POST" and route.endpoint == "run" and prefers_async(request))
+
+    @property
+    def store(self) -> Store:
+        """The result store in this service's state directory, opened on first use."""
+        with self._jobs_lock:
+            if self._store is None:
+                self._store = Store(self.state_dir)
+            return self._store
+
+    @property
+    def jobs(self) -> Jobs:
+        """The jobs of this service's store, its runner started on first use."""
+        store = self.store
+        with self._jobs_lock:
+            if self._jobs is None:
+                self._jobs = Jobs(self, store, self.result_ttl, self.job_workers)
+            return self._jobs
 
     def openapi(self, request: Request, prefix: str) -> Reply:
         """``GET /openapi.json``: the one document, with this frontend's mount ``prefix`` as server."""
@@ -286,6 +347,9 @@ class Service:
 
     def failure(self, pipeline: Pipeline, exc: BaseException) -> Reply:
         """The JSON answer for an exception raised while running or resolving."""
+        if isinstance(exc, Canceled):  # a job canceled by DELETE /jobs/{id}: asked for, no failure
+            logger.info("Pipeline %r stopped: its job was canceled", pipeline.name)
+            return error_reply(409, "The job was canceled.")
         if isinstance(exc, HTTPError):
             try:
                 headers = list(checked(exc.headers.items(), "HTTPError(headers=...)", _ERROR_RESERVED))

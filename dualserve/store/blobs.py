@@ -1,0 +1,119 @@
+"""Content-addressed blobs on disk: a result's bytes, kept once, never changed. Standard library only.
+
+A blob is named by the SHA-256 of its bytes and lives at ``ROOT/ab/abcdef...``. It is written to a
+temp file in ``ROOT/tmp`` and renamed into place, so a reader never sees half a blob, two
+processes writing the same bytes end with one file, and a blob that exists is complete. Nothing
+rewrites a blob: its ETag (the digest) holds for its whole life, which is what makes a Range or a
+resumed download of a stored result safe.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from types import TracebackType
+from typing import IO
+
+__all__ = ["Blob", "BlobWriter", "Blobs"]
+
+_COPY_SIZE = 1024 * 1024
+
+
+@dataclass(frozen=True)
+class Blob:
+    digest: str
+    size: int
+
+
+class Blobs:
+    """The blobs under ``root``."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        self.temp = root / "tmp"
+        self.temp.mkdir(parents=True, exist_ok=True)
+
+    def path(self, digest: str) -> Path:
+        """Where blob ``digest`` lives (it may have been deleted since)."""
+        if len(digest) != 64 or not all(c in "0123456789abcdef" for c in digest):
+            raise ValueError(f"Not a blob digest: {digest!r}")
+        return self.root / digest[:2] / digest
+
+    def writer(self) -> BlobWriter:
+        """A new blob, written piece by piece: ``with blobs.writer() as w: w.write(...)``, then
+        ``w.blob`` (a failure inside the block leaves nothing behind)."""
+        return BlobWriter(self)
+
+    def put_bytes(self, data: bytes) -> Blob:
+        with self.writer() as writer:
+            writer.write(data)
+        return writer.blob
+
+    def put_file(self, file: IO[bytes], length: int | None = None) -> Blob:
+        """Copy ``length`` bytes (all by default) from ``file``'s current position."""
+        with self.writer() as writer:
+            left = length
+            while left is None or left > 0:
+                chunk = file.read(_COPY_SIZE if left is None else min(_COPY_SIZE, left))
+                if not chunk:
+                    break
+                writer.write(chunk)
+                if left is not None:
+                    left -= len(chunk)
+        return writer.blob
+
+    def delete(self, digest: str) -> None:
+        try:
+            self.path(digest).unlink()
+        except FileNotFoundError:
+            pass
+
+    def exists(self, digest: str) -> bool:
+        return self.path(digest).is_file()
+
+
+class BlobWriter:
+    """Writes one blob; see :meth:`Blobs.writer`."""
+
+    def __init__(self, blobs: Blobs) -> None:
+        self.blobs = blobs
+        self._hash = hashlib.sha256()
+        self._size = 0
+        self._file: IO[bytes] | None = None
+        self._blob: Blob | None = None
+
+    @property
+    def blob(self) -> Blob:
+        """The blob written, once the ``with`` block has ended without an error."""
+        assert self._blob is not None, "the blob is complete when its with block ends"
+        return self._blob
+
+    def __enter__(self) -> BlobWriter:
+        self._file = tempfile.NamedTemporaryFile(dir=self.blobs.temp, prefix="blob-", delete=False)
+        return self
+
+    def write(self, data: bytes) -> None:
+        assert self._file is not None, "BlobWriter is used as a context manager"
+        self._file.write(data)
+        self._hash.update(data)
+        self._size += len(data)
+
+    def __exit__(self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None) -> None:
+        assert self._file is not None
+        self._file.close()
+        temp = Path(self._file.name)
+        if kind is not None:
+            temp.unlink(missing_ok=True)
+            return
+        digest = self._hash.hexdigest()
+        target = self.blobs.path(digest)
+        target.parent.mkdir(exist_ok=True)
+        if target.exists():
+            temp.unlink()  # the same bytes are stored already: one copy is kept
+        else:
+            os.chmod(temp, 0o644)
+            os.replace(temp, target)
+        self._blob = Blob(digest, self._size)
