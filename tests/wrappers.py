@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import io
+import os
+import tempfile
 from collections.abc import AsyncIterator, Iterator
 from enum import Enum
 from pathlib import Path
@@ -174,6 +176,19 @@ class RangeBytesWrapper(BasePipelineWrapper):
         return RANGE_DATA
 
 
+class WrittenFileWrapper(BasePipelineWrapper):
+    """Writes its result file in each run, outside the temp directory (as ``out.png`` overwritten
+    in a project folder): a file, but not a stored one; the next run may write other bytes."""
+
+    def setup(self) -> None:
+        self.folder = Path(tempfile.mkdtemp(prefix="dualserve-written-"))
+
+    def run_api(self) -> Path:
+        path = self.folder / "out.bin"
+        path.write_bytes(os.urandom(3000))
+        return path
+
+
 class RangePathWrapper(BasePipelineWrapper):
     def run_api(self) -> Path:
         return DATA / "range.bin"
@@ -338,6 +353,7 @@ WRAPPERS = {
     "own_format": OwnFormatWrapper,
     "range_bytes": RangeBytesWrapper,
     "range_path": RangePathWrapper,
+    "written_file": WrittenFileWrapper,
     "range_image": RangeImageWrapper,
     "temp_file": TempFileWrapper,
 }

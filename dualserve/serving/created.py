@@ -15,12 +15,13 @@ from __future__ import annotations
 import os
 import sys
 import tempfile
+import time
 from collections.abc import Awaitable
 from contextvars import ContextVar, Token
 from pathlib import Path
 from typing import Any, TypeVar
 
-__all__ = ["Created", "is_temp_file_created"]
+__all__ = ["Created", "is_temp_file_created", "is_written_by_run"]
 
 T = TypeVar("T")
 _EXCLUSIVE = os.O_CREAT | os.O_EXCL
@@ -33,11 +34,15 @@ class Created:
 
     def __init__(self) -> None:
         self.paths: list[str] = []
+        #: When the run began (first entered): a file modified since was written by the run.
+        self.started: float | None = None
         # Entered again inside itself (an async run_api awaited on the portal from a run's thread).
         self._tokens: list[Token[list[str] | None]] = []
         _install()
 
     def __enter__(self) -> Created:
+        if self.started is None:
+            self.started = time.time()
         self._tokens.append(_recording.set(self.paths))
         return self
 
@@ -49,6 +54,17 @@ class Created:
         context is its own, so the recording is set inside it."""
         with self:
             return await awaitable
+
+
+def is_written_by_run(path: Path, mtime: float, created: Created) -> bool:
+    """Whether the file at ``path`` (last modified at ``mtime``) is this run's work: created by it,
+    or modified since it began. Its bytes may then differ on the next run: not a stored file."""
+    if created.started is not None and mtime >= created.started:
+        return True
+    try:
+        return path.resolve() in {Path(name).resolve() for name in created.paths}
+    except (OSError, ValueError):
+        return False
 
 
 def is_temp_file_created(path: Path, created: Created) -> bool:

@@ -28,7 +28,7 @@ from ..core.returns import PassthroughResult, PathResult, Result, StreamResult, 
 from ..core.streams import closer, prime_async, prime_sync
 from ..exceptions import ResolveError
 from .aio import portal
-from .created import Created, is_temp_file_created
+from .created import Created, is_temp_file_created, is_written_by_run
 from .pipelines import Pipeline
 
 if TYPE_CHECKING:
@@ -199,6 +199,9 @@ class Call:
             result = read_framework_response(result.response, self.cleanups) or result
             if isinstance(result, PathResult) and self._deletes(result.path):
                 result = dataclasses.replace(result, delete_after=True)
+        if isinstance(result, PathResult) and result.stored:
+            if is_written_by_run(result.path, result.mtime, self.created):
+                result = dataclasses.replace(result, stored=False)  # the run wrote it: the next may differ
         result = negotiate(result, self.request, self.pipeline.name, self.pipeline.controls)
         if isinstance(result, StreamResult):
             self._hold_stream_slot(result)
