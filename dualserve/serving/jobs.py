@@ -75,6 +75,9 @@ class Jobs:
         self.records = store.records
         self.blobs = store.blobs
         self.result_ttl = result_ttl
+        # Woken at each change this process makes to a job, so a wait or an event stream in the
+        # same process answers at once; a change made by another process is seen at the next poll.
+        self._changed = threading.Condition()
         self.runner: JobRunner = EmbeddedRunner(self, workers)
         self.runner.start()
 
@@ -115,6 +118,7 @@ class Jobs:
             canceled = self.records.cancel(job_id) if _JOB_ID.fullmatch(job_id) else None
             if canceled is None:
                 return _unknown(job_id)
+            self._touch()
             self._collect()
             return json_reply(200, self.document(canceled, prefix))
         if request.method not in ("GET", "HEAD"):
@@ -184,7 +188,7 @@ class Jobs:
     def _wait(self, record: JobRecord, seconds: float) -> JobRecord:
         deadline = time.monotonic() + seconds
         while not record.ended and time.monotonic() < deadline:
-            time.sleep(POLL)
+            self._pause(min(POLL, max(0.0, deadline - time.monotonic())))
             record = self.records.get(record.id, include_deleted=True) or record
         return record
 
@@ -204,9 +208,17 @@ class Jobs:
                 if time.monotonic() - quiet > 15:
                     quiet = time.monotonic()
                     yield b": keep-alive\n\n"  # a proxy must not take a long step for a dead connection
-                time.sleep(POLL)
+                self._pause(POLL)
             else:
                 quiet = time.monotonic()
+
+    def _pause(self, seconds: float) -> None:
+        with self._changed:
+            self._changed.wait(seconds)
+
+    def _touch(self) -> None:
+        with self._changed:
+            self._changed.notify_all()
 
     # --- running one job ----------------------------------------------------------------------------
 
@@ -233,7 +245,9 @@ class Jobs:
             if now - last_report < 0.05 and fraction not in (0.0, 1.0):
                 return self.records.is_canceled(record.id)  # many reports a second: only checked
             last_report = now
-            return self.records.report(record.id, fraction, message)
+            canceled = self.records.report(record.id, fraction, message)
+            self._touch()
+            return canceled
 
         with reporting(report):
             reply = outcome.run_sync(bounded=False)
@@ -253,6 +267,7 @@ class Jobs:
             error = {"status": 500, "detail": "The job's result could not be stored."}
             self.records.finish(job_id, owner, "failed", error=error)
         finally:
+            self._touch()
             reply.close()
 
     def _collect(self) -> None:
@@ -307,6 +322,7 @@ class EmbeddedRunner:
                     self._wake.wait(0.5)  # a job queued by another process is found by polling
                 continue
             self._running.add(record.id)
+            self.jobs._touch()  # "running": a waiter or an event stream in this process sees it now
             try:
                 self.jobs.run(record, self.owner)
             except Exception:
