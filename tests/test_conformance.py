@@ -333,6 +333,24 @@ CASES = [
         Expect(405, JSON, b'{"detail":"Method Not Allowed"}', {"allow": "GET, HEAD"}),
         id="status-405",
     ),
+    # Jobs (section 6): what is answered without a job's state (the rest: tests/test_jobs.py).
+    pytest.param("GET", "/jobs/unknown", {}, Expect(404, JSON), id="job-unknown"),
+    pytest.param("HEAD", "/jobs/unknown", {}, Expect(404, JSON, b""), id="job-unknown-head"),
+    pytest.param("DELETE", "/jobs/unknown", {}, Expect(404, JSON), id="job-delete-unknown"),
+    pytest.param("PUT", "/jobs/unknown", {}, Expect(405, JSON, headers={"allow": "GET, HEAD, DELETE"}), id="job-put"),
+    pytest.param("GET", "/jobs/unknown/result", {}, Expect(404, JSON), id="job-result-unknown"),
+    pytest.param(
+        "POST", "/jobs/unknown/result", {}, Expect(405, JSON, headers={"allow": "GET, HEAD"}), id="job-result-post"
+    ),
+    pytest.param("GET", "/jobs/unknown/events", {}, Expect(404, JSON), id="job-events-unknown"),
+    pytest.param("POST", "/nope/jobs", {"json": {}}, Expect(404, JSON), id="job-submit-unknown-pipeline"),
+    pytest.param(
+        "POST",
+        "/bytes/jobs",
+        {"json": {"width": "wide"}},
+        Expect(422, JSON, check=validation((["body", "width"], "int_parsing"))),
+        id="job-submit-invalid",
+    ),
 ]
 
 
