@@ -6,6 +6,7 @@ say so; under CI (CI=true) a missing browser is a failure: .ci/run installs it.
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import shutil
@@ -13,12 +14,15 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import httpx2
 import pytest
 
 from tests.servers import MOUNTED, dualserve_command, running
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 EXAMPLES = Path(__file__).parent.parent / "examples" / "pipeline_wrappers"
+# A job that reports its progress, 20 steps over `seconds`: the playground's progress bar.
+SLOW_JOB = Path(__file__).parent / "pipelines" / "slow_job"
 SCREENSHOTS = Path(__file__).parent.parent / "build" / "screenshots"
 # No network beyond loopback here: keep Chromium from calling home.
 ARGS = [
@@ -47,18 +51,36 @@ def browser() -> Iterator[Browser]:
         browser.close()
 
 
-@pytest.fixture(scope="module", params=["uvicorn", "gunicorn"])
-def server(request: pytest.FixtureRequest) -> Iterator[tuple[str, str]]:
-    command, port = dualserve_command(EXAMPLES, request.param)
+def serve_dir(pipelines_dir: Path, server: str, state: Path) -> Iterator[tuple[str, str]]:
+    # The jobs of a test's server live in a state directory of its own, not in the working directory.
+    command, port = dualserve_command(pipelines_dir, server, "--state-dir", str(state))
     with running(command, port) as started:
-        yield request.param, started.url
+        yield server, started.url
+
+
+@pytest.fixture(scope="module", params=["uvicorn", "gunicorn"])
+def server(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, str]]:
+    yield from serve_dir(EXAMPLES, request.param, tmp_path_factory.mktemp("state"))
+
+
+@pytest.fixture(scope="module", params=["uvicorn", "gunicorn"])
+def job_server(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, str]]:
+    yield from serve_dir(SLOW_JOB, request.param, tmp_path_factory.mktemp("state"))
+
+
+def at(label: str, server: tuple[str, str]) -> tuple[str, str]:
+    name, url = server
+    return f"{name}-{label}", url + (MOUNTED[name] if label == "mounted" else "")
 
 
 @pytest.fixture(params=["root", "mounted"])
 def base(request: pytest.FixtureRequest, server: tuple[str, str]) -> tuple[str, str]:
-    name, url = server
-    mounted = request.param == "mounted"
-    return f"{name}-{request.param}", url + (MOUNTED[name] if mounted else "")
+    return at(request.param, server)
+
+
+@pytest.fixture(params=["root", "mounted"])
+def job_base(request: pytest.FixtureRequest, job_server: tuple[str, str]) -> tuple[str, str]:
+    return at(request.param, job_server)
 
 
 @pytest.fixture
@@ -227,3 +249,133 @@ def test_playground_shows_several_images_as_a_gallery(page: Page, base: tuple[st
     assert page.inner_text("#result pre.curl").endswith(" -o result.zip")
     assert violations == []
     shoot(page, f"ui-gallery-{label}")
+
+
+# --- Jobs (issue 15) ---------------------------------------------------------------------------------
+
+# The progress bar's value; null while it is indeterminate (no fraction reported) or gone.
+PROGRESS = (
+    "() => { const bar = document.getElementById('job-progress');"
+    " return bar && bar.hasAttribute('value') ? bar.value : null }"
+)
+
+
+def job_status(page: Page) -> str:
+    return page.inner_text("#result .job-status")
+
+
+def submit_job(page: Page, url: str, pipeline: str, **fields: str) -> None:
+    page.goto(f"{url}/ui?pipeline={pipeline}")
+    page.check("#as-job")
+    assert page.inner_text("button.run") == "Submit job"
+    for key, value in fields.items():
+        page.fill(f"#field-{key}", value)
+    page.click("button.run")
+    page.wait_for_selector("#result .job-status")
+
+
+def test_playground_follows_a_jobs_progress_to_its_result(
+    page: Page, job_base: tuple[str, str], violations: list[str]
+) -> None:
+    label, url = job_base
+    submit_job(page, url, "slow_job", seconds="3", label=f"job on {label}")
+    # The bar advances as the pipeline reports (0.05 a step), and says what the pipeline said.
+    page.wait_for_function(f"() => ({PROGRESS})() >= 0.1")
+    first = page.evaluate(PROGRESS)
+    assert re.fullmatch(rf"job on {label}: step \d+ of 20", page.inner_text("#result .job-message"))
+    assert "running" in job_status(page)
+    page.wait_for_function(f"(first) => ({PROGRESS})() >= first + 0.2", arg=first)
+    later = page.evaluate(PROGRESS)
+    assert 0 < first < later < 1
+    assert page.inner_text("#result .job-percent") == f"{round(later * 100)}%"
+    shoot(page, f"ui-job-{label}")
+    # Succeeded: the result, fetched from its result_url, shown as a /run result is.
+    page.wait_for_selector("#result pre:not(.curl)")
+    assert "succeeded" in job_status(page)
+    assert page.inner_text("#result pre:not(.curl)") == f'"job on {label} done"'
+    assert page.inner_text("#result .meta").startswith("200 · application/json · ")
+    assert page.locator("#job-progress").count() == 0
+    assert page.get_attribute("#result a.download", "download")
+    # The curl is the submission's.
+    curl = page.inner_text("#result pre.curl")
+    assert curl == (
+        f"curl -X POST '{url}/slow_job/jobs' -H 'Content-Type: application/json'"
+        f""" -d '{{"seconds":3,"label":"job on {label}"}}'"""
+    )
+    assert violations == []
+
+
+def test_playground_cancels_a_job(page: Page, job_base: tuple[str, str], violations: list[str]) -> None:
+    _, url = job_base
+    submit_job(page, url, "slow_job", seconds="40")
+    page.wait_for_function(f"() => ({PROGRESS})() !== null")
+    job_id = job_status(page).split()[1]
+    page.click("#result button.cancel")
+    page.wait_for_function("() => document.querySelector('#result .job-status').textContent.endsWith('canceled')")
+    assert page.inner_text("#result .job .meta") == "The job was canceled."
+    assert page.locator("#result button.cancel").count() == 0
+    assert httpx2.get(f"{url}/jobs/{job_id}").status_code == 404  # canceled is deleted
+    assert violations == []
+
+
+def test_playground_shows_a_jobs_image_as_a_run_would(page: Page, base: tuple[str, str], violations: list[str]) -> None:
+    label, url = base
+    submit_job(page, url, "pillow_image", prompt=f"a job on {label}", width="320", height="200")
+    page.wait_for_function(
+        "() => { const i = document.getElementById('result-image'); return i && i.complete && i.naturalWidth > 0 }"
+    )
+    size = page.evaluate(
+        "() => { const i = document.getElementById('result-image'); return [i.naturalWidth, i.naturalHeight] }"
+    )
+    assert size == [320, 200]
+    assert "succeeded" in job_status(page)
+    assert "200 · image/png" in page.inner_text("#result .meta")
+    assert page.inner_text("#result pre.curl").startswith(f"curl -X POST '{url}/pillow_image/jobs'")
+    assert page.get_attribute("#result a.download", "download")
+    # Unchecked, the next run is a plain /run again.
+    page.uncheck("#as-job")
+    page.click("button.run")
+    page.wait_for_function(
+        "() => !document.querySelector('#result .job-status') && document.querySelector('#result pre.curl')"
+    )
+    assert page.inner_text("#result pre.curl").startswith(f"curl -X POST '{url}/pillow_image/run'")
+    assert violations == []
+
+
+def test_playground_shows_why_a_job_was_refused(page: Page, base: tuple[str, str]) -> None:
+    _, url = base
+    page.goto(f"{url}/ui?pipeline=pillow_image")
+    page.check("#as-job")
+    page.fill("#field-prompt", "x")
+    page.fill("#field-width", "1")  # under the pipeline's bound: a 422, no job
+    page.click("button.run")
+    page.wait_for_selector("#result pre.error")
+    assert page.inner_text("#result .meta").startswith("422 · application/json")
+    assert "width" in page.inner_text("#result pre.error")
+
+
+def test_swagger_ui_submits_a_job_and_reads_it(page: Page, base: tuple[str, str]) -> None:
+    label, url = base
+    page.goto(f"{url}/docs")
+    submit = page.locator("#operations-pillow_image-pillow_image_submit")
+    submit.locator(".opblock-summary").click()
+    submit.locator("textarea.body-param__text").fill('{"prompt": "a job from the docs", "width": 64, "height": 32}')
+    submit.locator("button.execute").click()
+    answer = submit.locator(".live-responses-table .response")
+    answer.wait_for()
+    assert answer.locator(".response-col_status").inner_text().strip() == "202"
+    job = json.loads(answer.locator(".response-col_description pre").first.inner_text())
+    assert job["pipeline"] == "pillow_image"
+
+    status = page.locator("#operations-jobs-job_get")
+    status.locator(".opblock-summary").click()
+    status.locator("input[placeholder='job']").fill(job["id"])
+    status.locator("button.execute").click()
+    read = status.locator(".live-responses-table .response")
+    read.wait_for()
+    assert read.locator(".response-col_status").inner_text().strip() == "200"
+    assert json.loads(read.locator(".response-col_description pre").first.inner_text())["id"] == job["id"]
+    # The other job operations are listed under the jobs tag.
+    for operation in ("job_delete", "job_result", "job_events"):
+        assert page.locator(f"#operations-jobs-{operation}").count() == 1
+    shoot(page, f"docs-job-{label}")

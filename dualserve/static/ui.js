@@ -1,8 +1,9 @@
 // The dualserve playground: forms built from this frontend's OpenAPI document, results shown inline.
 "use strict";
 
-// runs counts the runs started, so an answer that comes after a newer run started is dropped.
-const state = { doc: null, server: "", urls: [], runs: 0 };
+// runs counts the runs started, so an answer that comes after a newer run started is dropped;
+// source and timer follow the job of the latest run, asJob is the "Run as a job" choice.
+const state = { doc: null, server: "", urls: [], runs: 0, source: null, timer: null, asJob: false };
 
 async function main() {
   const response = await fetch("openapi.json");
@@ -78,7 +79,8 @@ function show(name) {
   const schema = resolveRef(media.schema);
   document.getElementById("pipeline").hidden = false;
   document.getElementById("title").textContent = name;
-  document.getElementById("description").textContent = operation.description || "";
+  const tag = (state.doc.tags || []).find((entry) => entry.name === name);
+  document.getElementById("description").textContent = tag ? tag.description || "" : operation.description || "";
   const form = document.getElementById("form");
   form.innerHTML = "";
   const fields = [];
@@ -134,10 +136,29 @@ function show(name) {
   run.className = "run";
   run.textContent = "Run";
   actions.appendChild(run);
+  let asJob = null;
+  if (state.doc.paths[`/${name}/jobs`]) {
+    // The same request as a job (POST /{name}/jobs): followed live, cancelable, its result kept.
+    const choice = document.createElement("label");
+    choice.className = "as-job";
+    asJob = document.createElement("input");
+    asJob.type = "checkbox";
+    asJob.id = "as-job";
+    asJob.checked = state.asJob;
+    const sync = () => {
+      state.asJob = asJob.checked;
+      run.textContent = asJob.checked ? "Submit job" : "Run";
+    };
+    asJob.addEventListener("change", sync);
+    sync();
+    choice.append(asJob, " Run as a job");
+    actions.appendChild(choice);
+  }
   form.appendChild(actions);
   form.onsubmit = (event) => {
     event.preventDefault();
-    execute(name, contentType, fields);
+    if (asJob && asJob.checked) submitJob(name, contentType, fields);
+    else execute(name, contentType, fields);
   };
   document.getElementById("result").innerHTML = "";
 }
@@ -233,17 +254,20 @@ function shellQuote(text) {
   return `'${String(text).replace(/'/g, "'\\''")}'`;
 }
 
-function curlCommand(name, contentType, values, output) {
-  const url = new URL(`${state.server}/${name}/run`, location.href).href;
+// The curl of a run (saved to output) or, with endpoint "jobs", of a job's submission (the job
+// JSON printed).
+function curlCommand(name, contentType, values, output, endpoint = "run") {
+  const url = new URL(`${state.server}/${name}/${endpoint}`, location.href).href;
+  const save = output ? ` -o ${output}` : "";
   if (contentType === "multipart/form-data") {
     // -F reads "@x" and "<x" as files: such text goes with --form-string.
     const parts = formPairs(values).map(([key, value]) => {
       if (value instanceof File) return `-F ${shellQuote(`${key}=@${value.name}`)}`;
       return `${/^[@<]/.test(value) ? "--form-string" : "-F"} ${shellQuote(`${key}=${value}`)}`;
     });
-    return `curl -X POST ${shellQuote(url)} ${parts.join(" ")} -o ${output}`;
+    return `curl -X POST ${shellQuote(url)} ${parts.join(" ")}${save}`;
   }
-  return `curl -X POST ${shellQuote(url)} -H 'Content-Type: application/json' -d ${shellQuote(JSON.stringify(values))} -o ${output}`;
+  return `curl -X POST ${shellQuote(url)} -H 'Content-Type: application/json' -d ${shellQuote(JSON.stringify(values))}${save}`;
 }
 
 function dispositionName(response) {
@@ -322,18 +346,36 @@ function objectURL(blob) {
   return url;
 }
 
-async function execute(name, contentType, fields) {
-  const result = document.getElementById("result");
+// A new run: what the previous one showed and followed is let go.
+function begin() {
   const run = ++state.runs;
   for (const url of state.urls.splice(0)) URL.revokeObjectURL(url);
-  result.replaceChildren(paragraph("Running…", "meta"));
-  let payload;
+  if (state.source) state.source.close();
+  clearTimeout(state.timer);
+  state.source = null;
+  return run;
+}
+
+// The request body from the form, or null once the form's error is shown.
+function prepare(fields, contentType, result) {
   try {
-    payload = collect(fields, contentType);
+    return collect(fields, contentType);
   } catch (error) {
     result.replaceChildren(paragraph(error.message, "error"));
-    return;
+    return null;
   }
+}
+
+function mediaTypeOf(response) {
+  return (response.headers.get("content-type") || "application/octet-stream").split(";")[0].trim().toLowerCase();
+}
+
+async function execute(name, contentType, fields) {
+  const result = document.getElementById("result");
+  const run = begin();
+  result.replaceChildren(paragraph("Running…", "meta"));
+  const payload = prepare(fields, contentType, result);
+  if (!payload) return;
   const headers = contentType === "multipart/form-data" ? {} : { "Content-Type": "application/json" };
   const started = performance.now();
   let response;
@@ -346,8 +388,15 @@ async function execute(name, contentType, fields) {
     return;
   }
   if (run !== state.runs) return;
-  const type = (response.headers.get("content-type") || "application/octet-stream").split(";")[0].trim().toLowerCase();
-  const output = outputName(name, response, type);
+  const output = outputName(name, response, mediaTypeOf(response));
+  await showAnswer(name, response, blob, { run, started, curl: curlCommand(name, contentType, payload.values, output) });
+}
+
+// An answer shown as it is: an image, audio, video or PDF inline, a zip of images as a gallery,
+// text and JSON as text, anything else to download; after the nodes in lead, before the curl.
+async function showAnswer(name, response, blob, { run, started, curl }, lead = []) {
+  const result = document.getElementById("result");
+  const type = mediaTypeOf(response);
   const elapsed = Math.round(performance.now() - started);
   const nodes = [paragraph(`${response.status} · ${type} · ${blob.size.toLocaleString()} bytes · ${elapsed} ms`, "meta")];
   const url = objectURL(blob);
@@ -384,11 +433,172 @@ async function execute(name, contentType, fields) {
   download.download = dispositionName(response) || `${name}-result.${extensionOf(type)}`;
   download.textContent = nodes.some((node) => node.className === "gallery") ? `Download all (${download.download})` : "Download";
   download.className = "download";
+  if (run !== state.runs) return;
+  result.replaceChildren(...lead, ...nodes, download, curlBlock(curl));
+}
+
+function curlBlock(command) {
   const curl = document.createElement("pre");
   curl.className = "curl";
-  curl.textContent = curlCommand(name, contentType, payload.values, output);
+  curl.textContent = command;
+  return curl;
+}
+
+// --- Jobs: POST /{name}/jobs, followed with its server-sent events ----------------------------------
+
+const FINAL = ["succeeded", "failed", "canceled"];
+const STATUSES = ["queued", "running", ...FINAL];
+
+async function submitJob(name, contentType, fields) {
+  const result = document.getElementById("result");
+  const run = begin();
+  result.replaceChildren(paragraph("Submitting…", "meta"));
+  const payload = prepare(fields, contentType, result);
+  if (!payload) return;
+  const headers = contentType === "multipart/form-data" ? {} : { "Content-Type": "application/json" };
+  const context = { run, started: performance.now(), curl: curlCommand(name, contentType, payload.values, null, "jobs") };
+  let response;
+  let job;
+  try {
+    response = await fetch(`${state.server}/${name}/jobs`, { method: "POST", headers, body: payload.body });
+    if (response.status !== 201 && response.status !== 202) {
+      // Refused (422, 404 ...): shown as a run's error is.
+      const blob = await response.blob();
+      if (run === state.runs) await showAnswer(name, response, blob, context);
+      return;
+    }
+    job = await response.json();
+  } catch (error) {
+    if (run === state.runs) result.replaceChildren(paragraph(`The request failed: ${error.message}`, "error"));
+    return;
+  }
   if (run !== state.runs) return;
-  result.replaceChildren(...nodes, download, curl);
+  // Location is the job's URL under this frontend's prefix.
+  follow(name, job, response.headers.get("location") || `${state.server}/jobs/${job.id}`, context);
+}
+
+function follow(name, job, url, context) {
+  const result = document.getElementById("result");
+  const panel = document.createElement("div");
+  panel.className = "job";
+  const status = paragraph("", "job-status");
+  const line = document.createElement("div");
+  line.className = "job-progress";
+  const bar = document.createElement("progress");
+  bar.id = "job-progress";
+  bar.max = 1;
+  const percent = document.createElement("span");
+  percent.className = "job-percent";
+  const cancel = document.createElement("button");
+  cancel.type = "button";
+  cancel.className = "cancel";
+  cancel.textContent = "Cancel";
+  line.append(bar, percent, cancel);
+  const message = paragraph("", "job-message");
+  panel.append(status, line, message);
+  result.replaceChildren(panel, curlBlock(context.curl));
+  let done = false;
+  const current = () => context.run === state.runs;
+
+  const update = (data) => {
+    status.textContent = `Job ${job.id} · ${data.status}`;
+    if (typeof data.progress === "number") {
+      bar.value = data.progress;
+      percent.textContent = `${Math.round(data.progress * 100)}%`;
+    } else {
+      bar.removeAttribute("value"); // no fraction reported: an indeterminate bar
+      percent.textContent = "";
+    }
+    message.textContent = data.message || "";
+  };
+
+  // The end, once: the result shown as a run's would be, the error's detail, or what became of it.
+  const end = async (final) => {
+    if (done || !current()) return;
+    done = true;
+    if (state.source) state.source.close();
+    clearTimeout(state.timer);
+    status.textContent = `Job ${job.id} · ${final}`;
+    line.remove();
+    message.remove();
+    if (final === "canceled") {
+      panel.append(paragraph("The job was canceled.", "meta"));
+      return;
+    }
+    if (final === "gone") {
+      panel.append(paragraph("The job is gone: deleted, or expired.", "meta"));
+      return;
+    }
+    try {
+      const answer = await fetch(url);
+      const ended = answer.ok ? await answer.json() : null;
+      if (!ended) {
+        if (current()) panel.append(paragraph(`The job could not be read: ${answer.status}.`, "error"));
+        return;
+      }
+      if (final === "failed") {
+        const error = ended.error || { status: 500, detail: "The pipeline failed." };
+        const detail = document.createElement("pre");
+        detail.className = "error";
+        detail.textContent = typeof error.detail === "string" ? error.detail : JSON.stringify(error.detail, null, 2);
+        if (current()) panel.append(paragraph(`${error.status} · the job failed`, "meta"), detail);
+        return;
+      }
+      const response = await fetch(ended.result_url || `${url}/result`);
+      const blob = await response.blob();
+      if (current()) await showAnswer(name, response, blob, context, [panel]);
+    } catch (error) {
+      if (current()) panel.append(paragraph(`The request failed: ${error.message}`, "error"));
+    }
+  };
+
+  // Without its events (a proxy that buffers them, say), the job is asked for each second.
+  const poll = async () => {
+    if (done || !current()) return;
+    try {
+      const answer = await fetch(url);
+      if (answer.status === 404) return end("gone");
+      if (answer.ok) {
+        const data = await answer.json();
+        update(data);
+        if (FINAL.includes(data.status)) return end(data.status);
+      }
+    } catch { /* asked again below */ }
+    if (!done && current()) state.timer = setTimeout(poll, 1000);
+  };
+
+  cancel.addEventListener("click", async () => {
+    cancel.disabled = true;
+    try {
+      const answer = await fetch(url, { method: "DELETE" });
+      if (answer.ok) {
+        const data = await answer.json();
+        // A job that had ended is deleted all the same, its result too.
+        return end(data.status === "canceled" ? "canceled" : "gone");
+      }
+      if (answer.status === 404) return end("gone");
+    } catch { /* the button comes back */ }
+    cancel.disabled = false;
+  });
+
+  update(job);
+  if (FINAL.includes(job.status)) {
+    end(job.status);
+    return;
+  }
+  // EventSource sends Last-Event-ID itself when it reconnects, so no event is lost or seen twice.
+  const source = new EventSource(`${url}/events`);
+  state.source = source;
+  const listen = (event) => {
+    if (done || !current()) return;
+    const data = JSON.parse(event.data);
+    update(data);
+    if (FINAL.includes(data.status)) end(data.status);
+  };
+  for (const kind of STATUSES) source.addEventListener(kind, listen);
+  source.addEventListener("error", () => {
+    if (source.readyState === EventSource.CLOSED) poll(); // refused, not a dropped connection
+  });
 }
 
 function paragraph(text, className) {
