@@ -12,6 +12,7 @@ is the median of the per-round ratios. Results go to bench/results/latest.json a
 from __future__ import annotations
 
 import argparse
+import atexit
 import json
 import os
 import platform
@@ -21,6 +22,7 @@ import socket
 import statistics
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 from collections.abc import Iterator
@@ -54,14 +56,29 @@ ASYNC = ("apng", "astream", "slow")
 HAND = {name: f"/{name}" for name in (*SYNC, *ASYNC)}
 HAND_FLASK = {name: path for name, path in HAND.items() if name != "astream"}
 STARLETTE = {name: path for name, path in HAND.items() if name in ("png", "render", "file", "stream", "apng", "slow")}
-PIPELINES = {name: f"/{name}/run" for name in (*SYNC, *ASYNC)}
+PIPELINES = {name: f"/{name}/run" for name in (*SYNC, *ASYNC, "cached")}
+# "cached" is the render pipeline with @cached(ttl=3600), against the twins' uncached render: what
+# answering from the store saves (target: 20x or more).
+for twin_paths in (HAND, HAND_FLASK, STARLETTE):
+    twin_paths["cached"] = twin_paths["render"]
 
 
 def variants() -> list[Variant]:
     uvicorn = [str(BIN / "uvicorn"), "--host", "127.0.0.1", "--log-level", "warning", "--no-access-log"]
     gunicorn = [str(BIN / "gunicorn"), "-w", "1", "-k", "gthread", "--threads", "8", "--log-level", "warning"]
     gunicorn_whole = [*gunicorn[:3], "-k", "dualserve.servers.gunicorn.WholeRequestWorker", *gunicorn[5:]]
-    dualserve = [str(BIN / "dualserve"), "run", "--pipelines-dir", str(ROOT / "bench" / "pipelines")]
+    # A store of the bench's own, never the working directory's .dualserve; the dualserve variants
+    # share it, so the "cached" scenario is rendered once in all.
+    state = tempfile.mkdtemp(prefix="dualserve-bench-state-")
+    atexit.register(shutil.rmtree, state, True)
+    dualserve = [
+        str(BIN / "dualserve"),
+        "run",
+        "--pipelines-dir",
+        str(ROOT / "bench" / "pipelines"),
+        "--state-dir",
+        state,
+    ]
     return [
         Variant("hand FastAPI", [*uvicorn, "bench.apps.hand_fastapi:app", "--port", "{port}"], "", HAND),
         Variant("Starlette", [*uvicorn, "bench.apps.starlette_app:app", "--port", "{port}"], "", STARLETTE),
@@ -93,10 +110,10 @@ def variants() -> list[Variant]:
 #: (dualserve variant, its twin, the scenarios the ratio is reported for)
 #: Like with like: a sync wrapper against a sync ``def`` endpoint, an async one against ``async def``.
 TWINS = [
-    ("dualserve FastAPI", "hand FastAPI", ("png", "render", "stream", "apng", "astream", "slow")),
+    ("dualserve FastAPI", "hand FastAPI", ("png", "render", "stream", "apng", "astream", "slow", "cached")),
     ("dualserve FastAPI", "Starlette", ("png", "file", "apng", "slow")),
-    ("dualserve Flask mounted", "a2wsgi Flask", ("png", "render", "file", "stream", "apng", "slow")),
-    ("dualserve Flask gunicorn", "hand Flask gunicorn", ("png", "render", "file", "stream", "apng", "slow")),
+    ("dualserve Flask mounted", "a2wsgi Flask", ("png", "render", "file", "stream", "apng", "slow", "cached")),
+    ("dualserve Flask gunicorn", "hand Flask gunicorn", ("png", "render", "file", "stream", "apng", "slow", "cached")),
     ("dualserve Flask gunicorn", "hand Flask gunicorn, whole-request worker", ("png", "apng")),
 ]
 
@@ -220,8 +237,9 @@ SCENARIOS = {
     "apng": ("100 KB PNG from memory, async def", "req/s"),
     "astream": ("256 MB async generator stream", "GB/s"),
     "slow": ("slow upstream: awaits 100 ms, 64 connections", "req/s"),
+    "cached": ("512x512 render, @cached, against the twin's render", "req/s"),
 }
-RATES = ("png", "render", "apng", "slow")
+RATES = ("png", "render", "apng", "slow", "cached")
 
 
 def measure(variant: Variant, scenario: str, duration: float) -> Sample:

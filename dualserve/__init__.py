@@ -10,11 +10,12 @@ from .paths import safe_path
 from .reporting import progress
 from .serving.pipelines import Registry
 from .uploads import UploadFile
-from .wrapper import BasePipelineWrapper, produces
+from .wrapper import BasePipelineWrapper, cached, produces
 
 __all__ = [
     "asgi_app",
     "BasePipelineWrapper",
+    "cached",
     "Canceled",
     "DualserveError",
     "fastapi_app",

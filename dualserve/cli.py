@@ -62,10 +62,18 @@ def main(argv: Sequence[str] | None = None) -> int:
             if value < 1:
                 parser.error(f"{flag} must be 1 or more")
             os.environ[name] = str(value)
+    if options.store_max_bytes is not None:
+        if options.store_max_bytes < 0:
+            parser.error("--store-max-bytes must be 0 or more")
+        os.environ[config.STORE_MAX_BYTES_ENV] = str(options.store_max_bytes)
     if options.result_ttl is not None:
         if options.result_ttl <= 0:
             parser.error("--result-ttl must be above 0")
         os.environ[config.RESULT_TTL_ENV] = str(options.result_ttl)
+    if options.cache_ttl is not None:
+        if not options.cache_ttl > 0:
+            parser.error("--cache-ttl must be above 0")
+        os.environ[config.CACHE_TTL_ENV] = str(options.cache_ttl)
     if options.state_dir is not None:
         # Absolute, so that every worker process finds the same folder whatever its directory.
         os.environ[config.STATE_DIR_ENV] = str(Path(options.state_dir).resolve())
@@ -171,6 +179,21 @@ def _parser() -> argparse.ArgumentParser:
     )
     run.add_argument(
         "--job-workers", type=int, default=None, metavar="N", help="jobs each worker process runs at once (default 1)"
+    )
+    run.add_argument(
+        "--cache-ttl",
+        type=float,
+        default=None,
+        metavar="SECONDS",
+        help="answer every pipeline's /run from the store this long for the same arguments and representation "
+        "(a wrapper's own @cached wins; default: only @cached pipelines)",
+    )
+    run.add_argument(
+        "--store-max-bytes",
+        type=int,
+        default=None,
+        metavar="BYTES",
+        help="what stored results may take on disk; past it, least recently used first (default 4 GiB)",
     )
     run.add_argument("--log-level", default="info", choices=("debug", "info", "warning", "error"))
     call = commands.add_parser(

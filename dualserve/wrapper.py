@@ -9,11 +9,12 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable
 from typing import Any, Protocol, TypeVar, runtime_checkable
 
-__all__ = ["BasePipelineWrapper", "SupportsRunApi", "produces", "declared_media_types"]
+__all__ = ["BasePipelineWrapper", "SupportsRunApi", "cached", "declared_cache_ttl", "declared_media_types", "produces"]
 
 F = TypeVar("F", bound=Callable[..., Any])
 
 _PRODUCES_ATTRIBUTE = "__dualserve_produces__"
+_CACHED_ATTRIBUTE = "__dualserve_cached__"
 
 
 @runtime_checkable
@@ -65,3 +66,32 @@ def declared_media_types(function: Callable[..., Any]) -> tuple[str, ...]:
     """The media types given to :func:`produces` on ``function``, or ``()``."""
     media_types: tuple[str, ...] = getattr(function, _PRODUCES_ATTRIBUTE, ())
     return media_types
+
+
+def cached(ttl: float) -> Callable[[F], F]:
+    """Answer ``run_api`` from the result store for ``ttl`` seconds.
+
+    A ``/run`` with the same validated arguments (an upload by its content) and the same
+    representation (``Accept``, ``?format=``, ``?index=``) gets the stored answer: the same bytes
+    and ETag, with ``Age``; HEAD, 304 and Range never run the pipeline. Concurrent identical
+    requests run it once, across the server's worker processes too. Only 2xx answers are stored;
+    a stream is read to its end and stored whole before it is sent. Wins over ``--cache-ttl``.
+
+    :param ttl: seconds an answer is kept, above 0, such as ``cached(ttl=3600)``.
+    """
+    if callable(ttl):
+        raise TypeError("cached needs its lifetime: write @cached(ttl=SECONDS), not @cached.")
+    if isinstance(ttl, bool) or not isinstance(ttl, (int, float)) or not 0 < ttl < float("inf"):
+        raise ValueError(f"cached() needs ttl, a number of seconds above 0, such as cached(ttl=3600); got {ttl!r}.")
+
+    def decorate(function: F) -> F:
+        setattr(function, _CACHED_ATTRIBUTE, float(ttl))
+        return function
+
+    return decorate
+
+
+def declared_cache_ttl(function: Callable[..., Any]) -> float | None:
+    """The ttl given to :func:`cached` on ``function``, or ``None``."""
+    ttl: float | None = getattr(function, _CACHED_ATTRIBUTE, None)
+    return ttl

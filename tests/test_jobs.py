@@ -7,6 +7,7 @@ process. Real servers, several processes and a crash are in tests/test_jobs_serv
 
 from __future__ import annotations
 
+import os
 import threading
 import time
 from collections.abc import Iterator
@@ -18,6 +19,7 @@ import pytest
 
 import dualserve
 from dualserve import BasePipelineWrapper, HTTPError, Registry
+from dualserve.serving import jobs
 from dualserve.serving.service import Service
 from tests.conftest import FRONTENDS, frontend_client
 from tests.wrappers import png_bytes
@@ -254,3 +256,25 @@ def parse_events(text: str) -> list[dict[str, Any]]:
         fields = dict(line.split(": ", 1) for line in block.splitlines() if not line.startswith(":"))
         events.append({"id": fields["id"], "event": fields["event"], "data": json.loads(fields["data"])})
     return events
+
+
+class Sized(BasePipelineWrapper):
+    def run_api(self, size: int = 1000) -> bytes:
+        return os.urandom(size)
+
+
+def test_the_store_keeps_to_its_size_bound(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(jobs, "SHRINK_EVERY", 0.0)  # checked after every stored result
+    service = Service(Registry.from_wrappers({"sized": Sized()}), state_dir=tmp_path / "state", store_max_bytes=5000)
+    try:
+        with frontend_client("fastapi", service) as client:
+            first = client.post("/sized/jobs", json={"size": 3000}, headers={"prefer": "wait=10"}).json()
+            assert client.get(f"/jobs/{first['id']}/result").status_code == 200
+            second = client.post("/sized/jobs", json={"size": 3000}, headers={"prefer": "wait=10"}).json()
+            # Over the bound: the least recently used result went; the job is still known.
+            gone = client.get(f"/jobs/{first['id']}/result")
+            assert (gone.status_code, gone.json()) == (410, {"detail": "The job's result is no longer stored."})
+            assert client.get(f"/jobs/{first['id']}").json()["status"] == "succeeded"
+            assert len(client.get(f"/jobs/{second['id']}/result").content) == 3000
+    finally:
+        service.jobs.runner.stop()

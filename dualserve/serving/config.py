@@ -9,6 +9,7 @@ from typing import TypedDict
 from ..exceptions import LoadError
 
 __all__ = [
+    "CACHE_TTL_ENV",
     "DEBUG_ENV",
     "JOB_WORKERS_ENV",
     "MAX_BODY_SIZE_ENV",
@@ -17,6 +18,7 @@ __all__ = [
     "PIPELINES_DIR_ENV",
     "RESULT_TTL_ENV",
     "STATE_DIR_ENV",
+    "STORE_MAX_BYTES_ENV",
     "THREADS_ENV",
     "TIMEOUT_ENV",
     "Settings",
@@ -35,6 +37,8 @@ MAX_IMAGE_PIXELS_ENV = "DUALSERVE_MAX_IMAGE_PIXELS"
 STATE_DIR_ENV = "DUALSERVE_STATE_DIR"
 RESULT_TTL_ENV = "DUALSERVE_RESULT_TTL"
 JOB_WORKERS_ENV = "DUALSERVE_JOB_WORKERS"
+CACHE_TTL_ENV = "DUALSERVE_CACHE_TTL"
+STORE_MAX_BYTES_ENV = "DUALSERVE_STORE_MAX_BYTES"
 
 
 class Settings(TypedDict, total=False):
@@ -46,7 +50,8 @@ class Settings(TypedDict, total=False):
     it, 504 (no limit). ``threads``: sync pipeline runs at once per process, and the Flask mount's
     threads (64). ``max_streams``: streams sent at once per process; one more gets 503 (no limit).
     ``max_image_pixels``: the largest image Pillow decodes or a pipeline returns (64 megapixels);
-    an upload over it gets 413.
+    an upload over it gets 413. ``cache_ttl``: seconds every pipeline's answers are served from
+    the store (only ``@cached`` ones' otherwise).
     """
 
     debug: bool
@@ -58,6 +63,8 @@ class Settings(TypedDict, total=False):
     state_dir: str | None
     result_ttl: float | None
     job_workers: int | None
+    cache_ttl: float | None
+    store_max_bytes: int | None
 
 
 def default_state_dir() -> Path:
@@ -83,6 +90,7 @@ def settings() -> Settings:
         ("max_streams", MAX_STREAMS_ENV),
         ("max_image_pixels", MAX_IMAGE_PIXELS_ENV),
         ("job_workers", JOB_WORKERS_ENV),
+        ("store_max_bytes", STORE_MAX_BYTES_ENV),
     ):
         value = os.environ.get(name)
         if value:
@@ -101,4 +109,10 @@ def settings() -> Settings:
             found["result_ttl"] = float(value)
         except ValueError:
             raise LoadError(f"{RESULT_TTL_ENV} must be a number of seconds, not {value!r}.") from None
+    value = os.environ.get(CACHE_TTL_ENV)
+    if value:
+        try:
+            found["cache_ttl"] = float(value)
+        except ValueError:
+            raise LoadError(f"{CACHE_TTL_ENV} must be a number of seconds, not {value!r}.") from None
     return found

@@ -31,6 +31,7 @@ from ..core.request import Request
 from ..core.returns import StreamResult
 from ..reporting import reporting
 from ..store import Store
+from ..store.cache import cached_digests
 from ..store.records import FINAL, IdempotencyMismatch, JobRecord
 from .stored import StoredAnswer, store_reply, stored_result
 
@@ -50,6 +51,8 @@ POLL = 0.1
 HEARTBEAT = 2.0
 #: A running job with no heartbeat for this long is taken for interrupted.
 STALE_AFTER = 30.0
+#: Seconds between size checks of the store after results are stored (and a full one each minute).
+SHRINK_EVERY = 5.0
 #: Runs a job may be interrupted (a crash, SIGKILL) before it ends failed instead of queued again.
 ATTEMPTS = 2
 _JOB_ID = re.compile(r"[A-Za-z0-9_-]{1,64}")
@@ -78,6 +81,7 @@ class Jobs:
         # Woken at each change this process makes to a job, so a wait or an event stream in the
         # same process answers at once; a change made by another process is seen at the next poll.
         self._changed = threading.Condition()
+        self._last_shrink = 0.0
         self.runner: JobRunner = EmbeddedRunner(self, workers)
         self.runner.start()
 
@@ -85,6 +89,8 @@ class Jobs:
 
     def submit(self, name: str, request: Request, prefix: str) -> Reply:
         """``POST /{name}/jobs``: 202 and the job, after the same validation as ``/run``."""
+        if request.method != "POST":
+            return _not_allowed(("POST",))
         outcome = self.service.prepare(name, request)
         if isinstance(outcome, Reply):
             return outcome  # 404, 405, 413, 422 ...: nothing is recorded
@@ -269,11 +275,25 @@ class Jobs:
         finally:
             self._touch()
             reply.close()
+        self._bound()
 
     def _collect(self) -> None:
-        """Drop expired records, and the blobs nobody refers to any more."""
-        for digest in set(self.records.expire()) - self.records.digests_in_use():
+        """Drop expired records, and the blobs nobody refers to any more (no job, no cached answer)."""
+        unused = set(self.records.expire()) - self.records.digests_in_use()
+        for digest in unused - cached_digests(self.service.state_dir):
             self.blobs.delete(digest)
+        # Past the store's size bound, the least recently used blobs go (a job whose result goes
+        # answers 410, a cached answer runs again), never a queued job's request.
+        self._last_shrink = time.monotonic()
+        evicted = self.blobs.shrink(self.service.store_max_bytes, self.records.pending_digests())
+        if evicted:
+            logger.info("The result store was over its bound: %d least recently used blobs deleted", len(evicted))
+
+    def _bound(self) -> None:
+        # After a result is stored, at most every few seconds: a burst of large results cannot
+        # take the disk while waiting for the minute's collection.
+        if time.monotonic() - self._last_shrink > SHRINK_EVERY:
+            self._collect()
 
 
 class EmbeddedRunner:

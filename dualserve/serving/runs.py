@@ -32,9 +32,10 @@ from .created import Created, is_temp_file_created, is_written_by_run
 from .pipelines import Pipeline
 
 if TYPE_CHECKING:
+    from .cache import CachedRun
     from .service import Service
 
-__all__ = ["Call", "Step"]
+__all__ = ["Call", "Keep", "Lookup", "Step"]
 
 logger = logging.getLogger("dualserve")
 
@@ -67,11 +68,27 @@ class Invoke(Step):
 
 
 @dataclasses.dataclass
+class Lookup(Step):
+    """A cached pipeline's stored answer, which ends the run; None when this request runs it
+    (it leads: the others with the same key wait for its answer)."""
+
+    cached: CachedRun
+
+    def run(self, call: Call) -> Reply | None:
+        return self.cached.lookup()
+
+    async def arun(self, call: Call) -> Reply | None:
+        return await self.cached.alookup()  # SQLite in the pool; a follower waits on the loop
+
+
+@dataclasses.dataclass
 class Finish(Step):
     """What ``run_api`` returned, made the answer: resolved, negotiated, a stream primed (its first
     chunk pulled, so a failure is still a JSON 500), and the HTTP rules applied."""
 
     value: Any
+    #: Rendered for this request instead of the call's (an answer to cache: a plain GET).
+    request: Request | None = None
 
     def run(self, call: Call) -> Reply:
         result = call.resolve(self.value)
@@ -79,7 +96,7 @@ class Finish(Step):
             if isinstance(result.chunks, AsyncIterator):
                 result = dataclasses.replace(result, chunks=portal.iterate(result.chunks))
             result = prime_sync(result, call.label)
-        return call.render(result)
+        return call.render(result, self.request)
 
     async def arun(self, call: Call) -> Reply:
         if is_blocking(self.value):  # image encoding: CPU, in the pool
@@ -92,7 +109,22 @@ class Finish(Step):
                 result = await prime_async(dataclasses.replace(result, chunks=chunks), call.label)
             else:
                 result = await call.service.to_thread(prime_sync, result, call.label)
-        return call.render(result)
+        return call.render(result, self.request)
+
+
+@dataclasses.dataclass
+class Keep(Step):
+    """A cached pipeline's answer stored (a stream read to its end), and the request answered
+    with the stored rendering; an error is answered as it is, and not stored."""
+
+    cached: CachedRun
+    reply: Reply
+
+    def run(self, call: Call) -> Reply:
+        return self.cached.keep(self.reply)
+
+    async def arun(self, call: Call) -> Reply:
+        return await self.cached.akeep(self.reply)
 
 
 @dataclasses.dataclass
@@ -110,9 +142,21 @@ class Call:
 
     def steps(self) -> Generator[Step, Any, Reply]:
         """The run, step by step; each ``yield`` is answered with the step's outcome."""
-        value = yield Invoke()
-        reply: Reply = yield Finish(value)
-        return reply
+        cached = self.service.cached_run(self)
+        if cached is None:
+            value = yield Invoke()
+            reply: Reply = yield Finish(value)
+            return reply
+        try:
+            found: Reply | None = yield Lookup(cached)
+            if found is not None:
+                return found
+            value = yield Invoke()
+            reply = yield Finish(value, cached.render_request)
+            reply = yield Keep(cached, reply)
+            return reply
+        finally:
+            cached.end()  # a leader that failed lets the next waiting request run
 
     def close(self) -> None:
         """Throw the call away unrun: its cleanups (the request's uploads) run now."""
@@ -160,6 +204,8 @@ class Call:
             reply: Reply = finished.value
         except Exception as exc:
             reply = self.service.failure(self.pipeline, exc)
+        finally:
+            steps.close()  # a step that failed: the run's own ``finally`` runs now
         return self._finished(reply)
 
     async def _drive_async(self) -> Reply:
@@ -176,6 +222,8 @@ class Call:
             reply = finished.value
         except Exception as exc:
             reply = self.service.failure(self.pipeline, exc)
+        finally:
+            steps.close()
         return self._finished(reply)
 
     def _finished(self, reply: Reply) -> Reply:
@@ -223,7 +271,8 @@ class Call:
         # Given back when the response is over: finished, cut off, answered by HEAD, or discarded.
         self.cleanups.append(self.service.streams.give_back)
 
-    def render(self, result: Result) -> Reply:
+    def render(self, result: Result, request: Request | None = None) -> Reply:
+        """``result`` rendered for ``request``, by default the call's."""
         if isinstance(result, PassthroughResult):
             if result.framework != self.request.framework:
                 raise ResolveError(
@@ -231,4 +280,4 @@ class Call:
                     f"cannot send; return bytes, a Path, an iterator or a Media to be served by every frontend."
                 )
             return Reply(result.status_code, [], passthrough=result.response)
-        return render(result, self.request)
+        return render(result, request or self.request)

@@ -47,7 +47,9 @@ from ..exceptions import Canceled, HTTPError, ResolveError
 from ..media import Media
 from ..store import JOBS_FILE, Store
 from ..uploads import UploadFile
+from ..wrapper import declared_cache_ttl
 from .aio import portal
+from .cache import Cache, CachedRun
 from .config import default_state_dir
 from .jobs import Jobs, prefers_async
 from .openapi import build_document
@@ -71,6 +73,8 @@ STATUS_METHODS = ("GET", "HEAD")
 _FAILED = "Pipeline execution failed"
 #: Seconds a job and its result are kept (``--result-ttl``).
 DEFAULT_RESULT_TTL = 3600.0
+#: Bytes the result store's blobs may take (``--store-max-bytes``); past it, least recently used first.
+DEFAULT_STORE_MAX_BYTES = 4 * 1024**3
 PAGE_POLICY = (
     "default-src 'self'; script-src 'self'; style-src 'self' 'unsafe-inline'; img-src 'self' data: blob:; "
     "media-src 'self' blob:; frame-src 'self' blob:; connect-src 'self'; frame-ancestors 'self'"
@@ -97,6 +101,11 @@ class Service:
         processes (``$DUALSERVE_STATE_DIR``, else ``.dualserve`` in the working directory).
     :param result_ttl: seconds a job and its result are kept.
     :param job_workers: jobs this process runs at once.
+    :param cache_ttl: seconds the answers of every pipeline are served from the store for the same
+        arguments and representation (a wrapper's own ``@cached`` wins); ``None``: only those of
+        pipelines with ``@cached``.
+    :param store_max_bytes: the bytes the result store's blobs may take; past it the least recently
+        used go (a job's result then answers 410), never a queued job's request.
     """
 
     def __init__(
@@ -111,13 +120,17 @@ class Service:
         state_dir: str | os.PathLike[str] | None = None,
         result_ttl: float = DEFAULT_RESULT_TTL,
         job_workers: int = 1,
+        cache_ttl: float | None = None,
+        store_max_bytes: int = DEFAULT_STORE_MAX_BYTES,
     ) -> None:
-        if result_ttl <= 0 or job_workers < 1:
-            raise ValueError("result_ttl must be above 0 and job_workers 1 or more.")
+        if result_ttl <= 0 or job_workers < 1 or store_max_bytes < 0:
+            raise ValueError("result_ttl must be above 0, job_workers 1 or more, store_max_bytes 0 or more.")
         if max_body_size < 0 or threads < 1 or (timeout is not None and timeout <= 0) or max_image_pixels < 1:
             raise ValueError(
                 "max_body_size must be 0 or more, threads and max_image_pixels 1 or more, and timeout above 0."
             )
+        if cache_ttl is not None and not cache_ttl > 0:
+            raise ValueError("cache_ttl must be above 0, or None.")
         limit_pixels(max_image_pixels)
         self.registry = registry
         self.debug = debug
@@ -131,6 +144,10 @@ class Service:
         self.state_dir = Path(state_dir if state_dir is not None else default_state_dir())
         self.result_ttl = result_ttl
         self.job_workers = job_workers
+        self.cache_ttl = cache_ttl
+        self._cache: Cache | None = None
+        self._cache_ttls: dict[str, tuple[Pipeline, float | None]] = {}
+        self.store_max_bytes = store_max_bytes
         self._store: Store | None = None
         self._jobs: Jobs | None = None
         self._jobs_lock = threading.Lock()
@@ -239,6 +256,25 @@ class Service:
             if self._jobs is None:
                 self._jobs = Jobs(self, store, self.result_ttl, self.job_workers)
             return self._jobs
+
+    @property
+    def cache(self) -> Cache:
+        """The cached answers in this service's state directory, opened on first use."""
+        with self._jobs_lock:
+            if self._cache is None:
+                self._cache = Cache(self.state_dir)
+            return self._cache
+
+    def cached_run(self, call: Call) -> CachedRun | None:
+        """The cache's part in ``call``'s run, or None if its pipeline is not cached: nothing is
+        opened or read for it, and its run has no more steps than without a cache."""
+        pipeline = call.pipeline
+        known = self._cache_ttls.get(pipeline.name)
+        if known is None or known[0] is not pipeline:
+            ttl = declared_cache_ttl(pipeline.function)
+            known = self._cache_ttls[pipeline.name] = (pipeline, self.cache_ttl if ttl is None else ttl)
+        ttl = known[1]
+        return None if ttl is None else CachedRun(self, call, ttl)
 
     def openapi(self, request: Request, prefix: str) -> Reply:
         """``GET /openapi.json``: the one document, with this frontend's mount ``prefix`` as server."""

@@ -83,6 +83,7 @@ def stored_result(blobs: Blobs, answer: StoredAnswer, extra: tuple[tuple[str, st
         stat = path.stat()
     except FileNotFoundError:
         return None
+    blobs.touch(answer.digest)  # used now: the last to go when the store is over its bound
     return PathResult(
         path=path,
         size=stat.st_size,

@@ -8,10 +8,12 @@ from pathlib import Path
 from .blobs import Blob, Blobs
 from .records import JobRecord, Records
 
-__all__ = ["JOBS_FILE", "Blob", "Blobs", "JobRecord", "Records", "Store"]
+__all__ = ["BLOBS_DIR", "JOBS_FILE", "Blob", "Blobs", "JobRecord", "Records", "Store"]
 
 #: The job records' file in the state directory.
 JOBS_FILE = "jobs.sqlite3"
+#: The blobs' folder in the state directory (job results and cached answers share it).
+BLOBS_DIR = "blobs"
 
 
 class Store:
@@ -21,4 +23,4 @@ class Store:
         state_dir.mkdir(parents=True, exist_ok=True)
         self.state_dir = state_dir
         self.records = Records(state_dir / JOBS_FILE)
-        self.blobs = Blobs(state_dir / "blobs")
+        self.blobs = Blobs(state_dir / BLOBS_DIR)

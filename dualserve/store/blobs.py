@@ -11,7 +11,9 @@ from __future__ import annotations
 
 import hashlib
 import os
+import re
 import tempfile
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
@@ -20,6 +22,7 @@ from typing import IO
 __all__ = ["Blob", "BlobWriter", "Blobs"]
 
 _COPY_SIZE = 1024 * 1024
+_DIGEST = re.compile(r"[0-9a-f]{64}")
 
 
 @dataclass(frozen=True)
@@ -38,7 +41,7 @@ class Blobs:
 
     def path(self, digest: str) -> Path:
         """Where blob ``digest`` lives (it may have been deleted since)."""
-        if len(digest) != 64 or not all(c in "0123456789abcdef" for c in digest):
+        if _DIGEST.fullmatch(digest) is None:
             raise ValueError(f"Not a blob digest: {digest!r}")
         return self.root / digest[:2] / digest
 
@@ -73,6 +76,38 @@ class Blobs:
 
     def exists(self, digest: str) -> bool:
         return self.path(digest).is_file()
+
+    def touch(self, digest: str) -> None:
+        """Mark the blob used now, for :meth:`shrink`: its access time is set, its modification
+        time (which its ETag is made of) left as it is."""
+        path = self.path(digest)
+        try:
+            os.utime(path, (time.time(), path.stat().st_mtime))
+        except OSError:
+            pass  # gone meanwhile: nothing to mark
+
+    def shrink(self, max_bytes: int, keep: set[str]) -> list[str]:
+        """Delete the least recently used blobs until they take at most ``max_bytes``, never one in
+        ``keep`` (a queued job's request). A blob being sent stays readable: on POSIX an open file
+        outlives its name. The digests deleted."""
+        found = []
+        for path in self.root.glob("??/*"):
+            try:
+                stat = path.stat()
+            except OSError:
+                continue
+            found.append((stat.st_atime, stat.st_size, path.name))
+        total = sum(size for _, size, _ in found)
+        deleted = []
+        for _, size, digest in sorted(found):
+            if total <= max_bytes:
+                break
+            if digest in keep:
+                continue
+            self.delete(digest)
+            total -= size
+            deleted.append(digest)
+        return deleted
 
 
 class BlobWriter:

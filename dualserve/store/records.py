@@ -25,6 +25,8 @@ __all__ = ["FINAL", "IdempotencyMismatch", "JobRecord", "Records"]
 
 #: The statuses a job ends in.
 FINAL = frozenset({"succeeded", "failed", "canceled"})
+#: Seconds a deleted job's record (and its events) is kept before it is dropped.
+DELETED_GRACE = 60.0
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS jobs (
@@ -324,10 +326,12 @@ class Records:
         """Drop the records of jobs past their lifetime; the result digests they held."""
         now = time.time()
         with self._write() as db:
+            # A deleted job's record stays a minute (answering 404 meanwhile), so that a client
+            # following its events still gets the final "canceled" event.
             rows = db.execute(
-                "DELETE FROM jobs WHERE expires_at <= ? AND status IN ('succeeded', 'failed', 'canceled')"
-                " OR (deleted = 1 AND status IN ('succeeded', 'failed', 'canceled')) RETURNING id, result, request",
-                (now,),
+                "DELETE FROM jobs WHERE status IN ('succeeded', 'failed', 'canceled')"
+                " AND (expires_at <= ? OR (deleted = 1 AND ended_at <= ?)) RETURNING id, result, request",
+                (now, now - DELETED_GRACE),
             ).fetchall()
             db.executemany("DELETE FROM events WHERE job = ?", [(row["id"],) for row in rows])
         digests = []
@@ -348,6 +352,11 @@ class Records:
             if row["result"]:
                 used.add(json.loads(row["result"])["digest"])
         return used
+
+    def pending_digests(self) -> set[str]:
+        """The request bodies of the jobs still to run or running: never evicted."""
+        rows = self._connection().execute("SELECT request FROM jobs WHERE status IN ('queued', 'running')").fetchall()
+        return {body for row in rows if (body := json.loads(row["request"]).get("body"))}
 
     # --- events -------------------------------------------------------------------------------------
 
