@@ -199,11 +199,13 @@ def _parser() -> argparse.ArgumentParser:
     call = commands.add_parser(
         "call",
         help="call a pipeline and save or print its result",
-        description="POST the parameters as JSON to NAME/run. A value that reads as JSON (256, true, "
+        description="POST the parameters as JSON to NAME/run (with --async, to NAME/jobs: a job, followed "
+        "to its end, then its result). A value that reads as JSON (256, true, "
         '[1,2], {"a":1}) is sent as that JSON; anything else as a string. Without -o, JSON and text are '
         "printed and binary goes to a pipe (several items as the server's zip), never to a terminal.",
-        epilog="Exit status: 0 done; 1 the server answered an error, could not be reached, or the answer "
-        "could not be written; 2 the command line cannot be used as given.",
+        epilog="Exit status: 0 done; 1 the server answered an error, the job failed or was canceled, the "
+        "server could not be reached, or the answer could not be written; 2 the command line cannot be used "
+        "as given; 130 interrupted (Ctrl-C; a job goes on, and its URL is printed).",
     )
     call.add_argument("name", help="the pipeline")
     call.add_argument(
@@ -222,6 +224,18 @@ def _parser() -> argparse.ArgumentParser:
     )
     call.add_argument(
         "--timeout", type=float, default=120.0, metavar="SECONDS", help="to connect, and between bytes (default 120)"
+    )
+    call.add_argument(
+        "--async",
+        dest="asynchronous",
+        action="store_true",
+        help="run it as a job: print its id and URL, follow its progress (a bar on a terminal, a line per "
+        "status otherwise), then write its result as without --async",
+    )
+    call.add_argument(
+        "--idempotency-key",
+        metavar="KEY",
+        help="with --async: the same KEY and parameters again follow the same job instead of running another",
     )
     parity = commands.add_parser(
         "parity",
@@ -274,7 +288,7 @@ def _call(options: argparse.Namespace) -> int:
 
     from .client import Client, ServerError
 
-    endpoint = f"{options.url.rstrip('/')}/{options.name}/run"
+    place = _CallPlace(f"{options.url.rstrip('/')}/{options.name}/{'jobs' if options.asynchronous else 'run'}")
     try:
         params = _call_params(options.param)
         target, folder = _call_target(options)
@@ -285,40 +299,123 @@ def _call(options: argparse.Namespace) -> int:
             raise _CallError(f"--url needs http:// or https:// and a host, not {options.url!r}", 2)
         if options.accept is not None and not options.accept.isascii():
             raise _CallError(f"--accept {options.accept!r}: a header value is ASCII", 2)
+        key = options.idempotency_key
+        if key is not None and not options.asynchronous:
+            raise _CallError("--idempotency-key needs --async: only a job is kept to be found again", 2)
+        if key is not None and not (0 < len(key) <= 255 and key.isascii() and key.isprintable()):
+            raise _CallError("--idempotency-key needs 1 to 255 printable ASCII characters", 2)
         accept = options.accept
         if accept is None and (target is None or folder or target.suffix.lower() == ".zip"):
             # Several items come as the server's zip, one as itself (a single image has no zip form).
             accept = "application/zip, */*;q=0.8"
-        with (
-            Client(options.url, timeout=options.timeout) as client,
-            client.stream(options.name, accept=accept, **params) as response,
-        ):
-            for path in _call_answer(response, options.name, target, folder):
+        with Client(options.url, timeout=options.timeout) as client:
+            if options.asynchronous:
+                paths = _call_job(client, options, params, accept, target, folder, place)
+            else:
+                with client.stream(options.name, accept=accept, **params) as response:
+                    paths = _call_answer(response, options.name, target, folder)
+            for path in paths:
                 print(path, file=sys.stderr)
         return 0
     except _CallError as exc:
-        return _call_fail(str(exc), exc.status)
+        return _call_fail(place.after(str(exc)), exc.status)
     except ServerError as exc:
         reason = httpx2.codes.get_reason_phrase(exc.status_code)
         return _call_fail(f"the server answered {exc.status_code} {reason}: {_call_detail(exc.detail)}", 1)
     except (httpx2.InvalidURL, httpx2.UnsupportedProtocol) as exc:
         return _call_fail(f"--url {options.url!r}: {exc}", 2)
     except httpx2.ConnectTimeout:
-        return _call_fail(f"cannot connect to {endpoint}: no connection within {options.timeout:g} s (--timeout)", 1)
+        return _call_fail(
+            place.after(f"cannot connect to {place.endpoint}: no connection within {options.timeout:g} s (--timeout)"),
+            1,
+        )
     except httpx2.TimeoutException:
-        return _call_fail(f"no answer from {endpoint} within {options.timeout:g} s (allow more with --timeout)", 1)
+        return _call_fail(
+            place.after(f"no answer from {place.endpoint} within {options.timeout:g} s (allow more with --timeout)"),
+            1,
+        )
     except httpx2.ConnectError as exc:
-        return _call_fail(f"cannot connect to {endpoint}: {exc}", 1)
+        return _call_fail(place.after(f"cannot connect to {place.endpoint}: {exc}"), 1)
     except httpx2.HTTPError as exc:  # the connection broke, a bad answer, a proxy's refusal ...
-        return _call_fail(f"the call to {endpoint} failed: {type(exc).__name__}: {exc}", 1)
+        return _call_fail(place.after(f"the call to {place.endpoint} failed: {type(exc).__name__}: {exc}"), 1)
     except BrokenPipeError:
         # The reader went away (| head): say so once, without Python's own complaint at exit.
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
-        return _call_fail("stdout was closed before the whole answer was written", 1)
+        return _call_fail(place.after("stdout was closed before the whole answer was written"), 1)
     except OSError as exc:  # the output could not be written: a full disk, a folder in the way ...
-        return _call_fail(f"cannot write {exc.filename or options.output or 'stdout'}: {exc.strerror or exc}", 1)
+        return _call_fail(
+            place.after(f"cannot write {exc.filename or options.output or 'stdout'}: {exc.strerror or exc}"), 1
+        )
     except KeyboardInterrupt:
-        return _call_fail("interrupted", 130)
+        return _call_fail(place.after("interrupted"), 130)
+
+
+class _CallPlace:
+    """How far ``dualserve call`` got: the URL a failure names, and the job once there is one, so
+    that a failure after it was submitted says where the job (or its result) still is."""
+
+    def __init__(self, endpoint: str) -> None:
+        self.endpoint = endpoint
+        self.job: Any = None  # a dualserve.client.Job
+        self.fetching = False
+
+    def after(self, message: str) -> str:
+        job = self.job
+        if job is None or job.status in ("failed", "canceled"):
+            return message
+        if self.fetching:
+            return f"{message}; the result stays at {job.result_url} until {job.expires_at}"
+        return f"{message}; job {job.id} goes on at {job.url} (DELETE that URL to cancel it)"
+
+
+def _call_job(
+    client: Any,
+    options: argparse.Namespace,
+    params: dict[str, Any],
+    accept: str | None,
+    target: Path | None,
+    folder: bool,
+    place: _CallPlace,
+) -> list[Path]:
+    """``--async``: submit, follow the job to its end, then save or print its result as ``/run``'s."""
+    import httpx2
+
+    from .client import Job
+
+    try:
+        job = client.submit(options.name, accept=accept, idempotency_key=options.idempotency_key, **params)
+    except ValueError as exc:  # JSON that is not a job: not a dualserve server, or a proxy's page
+        raise _CallError(f"{place.endpoint} did not answer a job: {exc}", 1) from exc
+    place.job, place.endpoint = job, job.url
+    print(f"dualserve call: job {job.id}: {job.url}", file=sys.stderr, flush=True)
+    shown: list[str] = []
+
+    def status_line(current: Job) -> None:
+        place.job = current
+        if current.status not in ("failed", "canceled") and (not shown or shown[-1] != current.status):
+            shown.append(current.status)
+            print(f"dualserve call: job {current.id} {current.status}", file=sys.stderr, flush=True)
+
+    terminal = sys.stderr.isatty()
+    try:
+        job = client.wait(job, progress=None if terminal else status_line)
+    except ValueError as exc:
+        raise _CallError(f"{place.endpoint} did not answer a job: {exc}", 1) from exc
+    if not terminal:
+        status_line(job)
+    place.job = job
+    if job.status == "failed":
+        error = job.error or {}
+        status = error.get("status", 500)
+        reason = httpx2.codes.get_reason_phrase(status) if isinstance(status, int) else ""
+        detail = _call_detail(error.get("detail", "(no detail)"))
+        raise _CallError(f"job {job.id} failed: {status} {reason}: {detail}", 1)
+    if job.status == "canceled":
+        raise _CallError(f"job {job.id} was canceled", 1)
+    place.fetching, place.endpoint = True, job.result_url or f"{job.url}/result"
+    with client.stream_result(job) as response:
+        paths: list[Path] = _call_answer(response, options.name, target, folder)
+    return paths
 
 
 class _CallError(Exception):
