@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import fcntl
+import functools
 import json
 import os
 import pty
@@ -425,7 +426,10 @@ def test_cli_async_on_a_terminal_draws_a_bar_and_ctrl_c_leaves_the_job(url: str)
     controller, terminal = pty.openpty()
     fcntl.ioctl(terminal, termios.TIOCSWINSZ, struct.pack("HHHH", 24, 100, 0, 0))
     command = [DUALSERVE, "call", "slow_job", "--async", "-p", "seconds=4", "-p", "label=tty", "--url", url]
-    with subprocess.Popen(command, stdout=subprocess.PIPE, stderr=terminal) as process:
+    # A child started from a background job inherits SIGINT ignored (bash does that without job
+    # control), and Python then never raises KeyboardInterrupt: give it the default, as a terminal would.
+    restore = functools.partial(signal.signal, signal.SIGINT, signal.SIG_DFL)
+    with subprocess.Popen(command, stdout=subprocess.PIPE, stderr=terminal, preexec_fn=restore) as process:
         os.close(terminal)
         output = b""
         while b"tty: step 3 of 20" not in output:

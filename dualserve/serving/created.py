@@ -25,7 +25,9 @@ __all__ = ["Created", "is_temp_file_created", "is_written_by_run"]
 
 T = TypeVar("T")
 _EXCLUSIVE = os.O_CREAT | os.O_EXCL
-_recording: ContextVar[list[str] | None] = ContextVar("dualserve_created_files", default=None)
+_WRITING = os.O_WRONLY | os.O_RDWR
+_CLOCK_MARGIN = 0.5
+_recording: ContextVar[Created | None] = ContextVar("dualserve_created_files", default=None)
 _installed = False
 
 
@@ -34,16 +36,18 @@ class Created:
 
     def __init__(self) -> None:
         self.paths: list[str] = []
+        #: Every file the run opened for writing (created or not): such a file is the run's work.
+        self.written: list[str] = []
         #: When the run began (first entered): a file modified since was written by the run.
         self.started: float | None = None
         # Entered again inside itself (an async run_api awaited on the portal from a run's thread).
-        self._tokens: list[Token[list[str] | None]] = []
+        self._tokens: list[Token[Created | None]] = []
         _install()
 
     def __enter__(self) -> Created:
         if self.started is None:
             self.started = time.time()
-        self._tokens.append(_recording.set(self.paths))
+        self._tokens.append(_recording.set(self))
         return self
 
     def __exit__(self, *exc_info: object) -> None:
@@ -59,10 +63,12 @@ class Created:
 def is_written_by_run(path: Path, mtime: float, created: Created) -> bool:
     """Whether the file at ``path`` (last modified at ``mtime``) is this run's work: created by it,
     or modified since it began. Its bytes may then differ on the next run: not a stored file."""
-    if created.started is not None and mtime >= created.started:
+    # A file's time comes from the kernel's coarse clock, which lags the time read at the start by
+    # up to a tick: a margin, erring towards "written" (the safe side: Range is then refused).
+    if created.started is not None and mtime >= created.started - _CLOCK_MARGIN:
         return True
     try:
-        return path.resolve() in {Path(name).resolve() for name in created.paths}
+        return path.resolve() in {Path(name).resolve() for name in [*created.paths, *created.written]}
     except (OSError, ValueError):
         return False
 
@@ -84,8 +90,12 @@ def _audit(event: str, args: tuple[Any, ...]) -> None:
     if recording is None:
         return
     path, _, flags = args
-    if isinstance(flags, int) and flags & _EXCLUSIVE == _EXCLUSIVE and isinstance(path, (str, bytes)):
-        recording.append(os.fsdecode(path))
+    if not isinstance(flags, int) or not isinstance(path, (str, bytes)):
+        return
+    if flags & _EXCLUSIVE == _EXCLUSIVE:
+        recording.paths.append(os.fsdecode(path))
+    elif flags & _WRITING:
+        recording.written.append(os.fsdecode(path))
 
 
 def _install() -> None:
