@@ -28,7 +28,7 @@ from ..core.request import Request
 from ..core.returns import FILE_CHUNK_SIZE
 from ..core.streams import aclose_iterator, close_iterator
 from ..serving.bodies import aread_body, declared_length
-from ..serving.files import RangeFile
+from ..serving.files import RangeFile, read_range
 from ..serving.openapi import build_document
 from ..serving.service import LOOP_PARSE_LIMIT, Service
 
@@ -233,7 +233,10 @@ class _ReplyResponse(Response):
         send = _raising_gone(send)
         file: RangeFile | None = None
         try:
-            if isinstance(body, FileBody):
+            if isinstance(body, FileBody) and body.length <= FILE_CHUNK_SIZE:
+                # A small file (a cached answer, a page asset): read whole in one trip to the pool.
+                body = await self.service.to_thread(read_range, body)
+            elif isinstance(body, FileBody):
                 # Opened before the status line goes out, so a failure can still be a JSON 500.
                 file = await self.service.to_thread(RangeFile, body, _nothing)
             self.started = True
