@@ -62,6 +62,10 @@ COLLECT_EVERY = 60.0
 _HASH_CHUNK = 1024 * 1024
 
 
+#: Cache entries a process remembers, so that a hit reads no SQL.
+KNOWN_ENTRIES = 4096
+
+
 class Uncacheable(Exception):
     """The arguments hold a value with no stable key: the run goes on as if not cached."""
 
@@ -179,6 +183,24 @@ class Cache:
         self._lock = threading.Lock()
         self._collected = 0.0
         self._records: Records | None = None
+        # Entries this process has read: a live entry never changes, so a hit needs no SQL until
+        # it expires (or its blob turns out gone). Bounded; the oldest read go first.
+        self._known: dict[str, CacheEntry] = {}
+
+    def entry(self, key: str) -> CacheEntry | None:
+        """The live entry of ``key``: remembered, or read (and remembered)."""
+        known = self._known.get(key)
+        if known is not None and known.expires_at > time.time():
+            return known
+        entry = self.entries.get(key)
+        with self._lock:
+            if entry is None:
+                self._known.pop(key, None)
+            else:
+                if len(self._known) >= KNOWN_ENTRIES:
+                    self._known.pop(next(iter(self._known)))
+                self._known[key] = entry
+        return entry
 
     def join(self, key: str) -> tuple[Flight, bool]:
         """The flight of ``key`` in this process, and whether the caller leads it (a new one)."""
@@ -202,6 +224,7 @@ class Cache:
         extra = (("age", str(max(0, int(time.time() - entry.stored_at)))),) if age else ()
         result = stored_result(self.blobs, stored, extra)
         if result is None:
+            self._known.pop(entry.key, None)
             self.entries.forget(entry.key, entry.digest)
             return None
         return call.render(result)
@@ -295,7 +318,7 @@ class CachedRun:
                 return None
         cache = self.service.cache
         if self._flight is None:
-            entry = cache.entries.get(self.key)
+            entry = cache.entry(self.key)
             reply = cache.answer(entry, self.call) if entry is not None else None
             if reply is not None:
                 return reply
