@@ -44,36 +44,28 @@ def main(argv: Sequence[str] | None = None) -> int:
     os.environ[config.PIPELINES_DIR_ENV] = str(directory)
     if options.debug:
         os.environ[config.DEBUG_ENV] = "1"
-    if options.max_body_size is not None:
-        if options.max_body_size < 0:
-            parser.error("--max-body-size must be 0 or more")
-        os.environ[config.MAX_BODY_SIZE_ENV] = str(options.max_body_size)
-    if options.timeout is not None:
-        if options.timeout <= 0:
-            parser.error("--timeout must be above 0")
-        os.environ[config.TIMEOUT_ENV] = str(options.timeout)
-    for flag, value, name in (
-        ("--threads", options.threads, config.THREADS_ENV),
-        ("--max-streams", options.max_streams, config.MAX_STREAMS_ENV),
-        ("--max-image-pixels", options.max_image_pixels, config.MAX_IMAGE_PIXELS_ENV),
-        ("--job-workers", options.job_workers, config.JOB_WORKERS_ENV),
+    # Each setting's flag, checked, into the variable the worker processes read.
+    for flag, value, name, least in (
+        ("--max-body-size", options.max_body_size, config.MAX_BODY_SIZE_ENV, 0),
+        ("--store-max-bytes", options.store_max_bytes, config.STORE_MAX_BYTES_ENV, 0),
+        ("--threads", options.threads, config.THREADS_ENV, 1),
+        ("--max-streams", options.max_streams, config.MAX_STREAMS_ENV, 1),
+        ("--max-image-pixels", options.max_image_pixels, config.MAX_IMAGE_PIXELS_ENV, 1),
+        ("--job-workers", options.job_workers, config.JOB_WORKERS_ENV, 1),
     ):
         if value is not None:
-            if value < 1:
-                parser.error(f"{flag} must be 1 or more")
+            if value < least:
+                parser.error(f"{flag} must be {least} or more")
             os.environ[name] = str(value)
-    if options.store_max_bytes is not None:
-        if options.store_max_bytes < 0:
-            parser.error("--store-max-bytes must be 0 or more")
-        os.environ[config.STORE_MAX_BYTES_ENV] = str(options.store_max_bytes)
-    if options.result_ttl is not None:
-        if options.result_ttl <= 0:
-            parser.error("--result-ttl must be above 0")
-        os.environ[config.RESULT_TTL_ENV] = str(options.result_ttl)
-    if options.cache_ttl is not None:
-        if not options.cache_ttl > 0:
-            parser.error("--cache-ttl must be above 0")
-        os.environ[config.CACHE_TTL_ENV] = str(options.cache_ttl)
+    for flag, seconds, name in (
+        ("--timeout", options.timeout, config.TIMEOUT_ENV),
+        ("--result-ttl", options.result_ttl, config.RESULT_TTL_ENV),
+        ("--cache-ttl", options.cache_ttl, config.CACHE_TTL_ENV),
+    ):
+        if seconds is not None:
+            if not seconds > 0:
+                parser.error(f"{flag} must be above 0")
+            os.environ[name] = str(seconds)
     if options.state_dir is not None:
         # Absolute, so that every worker process finds the same folder whatever its directory.
         os.environ[config.STATE_DIR_ENV] = str(Path(options.state_dir).resolve())

@@ -26,7 +26,8 @@ from dualserve.frontends import fastapi as fastapi_adapter
 from dualserve.serving import cache as cache_module
 from dualserve.serving.pipelines import Registry
 from dualserve.serving.service import Service
-from dualserve.store.cache import CACHE_FILE, CacheEntries, new_owner
+from dualserve.store.cache import CACHE_FILE, CacheEntries
+from dualserve.store.sqlite import new_owner
 from tests.conftest import FRONTENDS, frontend_client
 
 

@@ -263,11 +263,12 @@ class Sized(BasePipelineWrapper):
         return os.urandom(size)
 
 
-def test_the_store_keeps_to_its_size_bound(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+@pytest.mark.parametrize("name", FRONTENDS)
+def test_the_store_keeps_to_its_size_bound(name: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(jobs, "SHRINK_EVERY", 0.0)  # checked after every stored result
     service = Service(Registry.from_wrappers({"sized": Sized()}), state_dir=tmp_path / "state", store_max_bytes=5000)
     try:
-        with frontend_client("fastapi", service) as client:
+        with frontend_client(name, service) as client:
             first = client.post("/sized/jobs", json={"size": 3000}, headers={"prefer": "wait=10"}).json()
             assert client.get(f"/jobs/{first['id']}/result").status_code == 200
             second = client.post("/sized/jobs", json={"size": 3000}, headers={"prefer": "wait=10"}).json()

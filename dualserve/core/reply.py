@@ -35,6 +35,7 @@ __all__ = [
     "for_method",
     "framework_error",
     "json_reply",
+    "method_not_allowed",
     "malformed_detail",
     "too_large_detail",
     "wire_error",
@@ -177,6 +178,11 @@ def error_reply(
 ) -> Reply:
     """The contract's error shape: ``{"detail": ...}`` as JSON."""
     return json_reply(status_code, {"detail": detail}, headers, cleanups)
+
+
+def method_not_allowed(allowed: tuple[str, ...]) -> Reply:
+    """405 with ``Allow`` listing ``allowed`` in the order given."""
+    return error_reply(405, "Method Not Allowed", [("allow", ", ".join(allowed))])
 
 
 # Frameworks build Allow from a set, so its order changes from process to process; ours does not.

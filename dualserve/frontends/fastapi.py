@@ -69,14 +69,8 @@ class DualserveFastAPI(FastAPI):
         methods: Iterable[str] | None = None,
         json: Literal["dualserve", "flask"] = "dualserve",
     ) -> None:
-        """Serve pipeline ``name`` at ``path`` too, such as a legacy URL (``/files/{filename}``): the
-        path's parameters become arguments (a 422 locates them ``["path", name]``); a GET takes
-        the others from its query, a POST from its body as on ``/{name}/run``.
-
-        :param methods: the methods it answers, such as the legacy route's ``("GET",)`` (HEAD
-            follows GET); others get a 405 with ``Allow``. Default: the pipeline's own.
-        :param json: ``"flask"`` writes a JSON result as Flask's ``jsonify`` does, byte for byte.
-        """
+        """Serve pipeline ``name`` at ``path`` too, such as a legacy URL (``/files/{filename}``);
+        the arguments are :func:`~dualserve.core.routes.pipeline_route`'s."""
         route = routes.pipeline_route(path, name, methods, json)
         self.router.routes.insert(0, Route(path, _Endpoint(self._service, route)))
         self._direct_routes = (route, *self._direct_routes)

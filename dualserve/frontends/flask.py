@@ -79,15 +79,9 @@ class DualserveFlask(flask.Flask):
         methods: Iterable[str] | None = None,
         json: Literal["dualserve", "flask"] = "dualserve",
     ) -> None:
-        """Serve pipeline ``name`` at ``path`` too, such as a legacy URL (``/files/{filename}``): the
-        path's parameters become arguments (a 422 locates them ``["path", name]``); a GET takes
-        the others from its query, a POST from its body as on ``/{pipeline}/run``. ``path`` is
-        written as for FastAPI, with ``{}``.
-
-        :param methods: the methods it answers, such as the legacy route's ``("GET",)`` (HEAD
-            follows GET); others get a 405 with ``Allow``. Default: the pipeline's own.
-        :param json: ``"flask"`` writes a JSON result as Flask's ``jsonify`` does, byte for byte.
-        """
+        """Serve pipeline ``name`` at ``path`` too, such as a legacy URL (``/files/{filename}``);
+        the arguments are :func:`~dualserve.core.routes.pipeline_route`'s. ``path`` is written as for
+        FastAPI, with ``{}``."""
         self._add_route(routes.pipeline_route(path, name, methods, json), first=True)
 
     def _add_route(self, route: routes.Route, first: bool = False) -> None:

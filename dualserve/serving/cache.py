@@ -36,7 +36,8 @@ import pydantic_core
 from ..core.reply import Reply, StreamBody
 from ..core.request import Request
 from ..store import BLOBS_DIR, JOBS_FILE, Blobs, Records
-from ..store.cache import CACHE_FILE, CacheEntries, CacheEntry, new_owner
+from ..store.cache import CACHE_FILE, CacheEntries, CacheEntry
+from ..store.sqlite import new_owner
 from ..uploads import UploadFile
 from .stored import StoredAnswer, store_reply, stored_result
 

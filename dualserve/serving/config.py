@@ -97,22 +97,11 @@ def settings() -> Settings:
             if not value.isdigit():
                 raise LoadError(f"{name} must be a whole number, not {value!r}.")
             found[key] = int(value)  # type: ignore[literal-required]
-    value = os.environ.get(TIMEOUT_ENV)
-    if value:
-        try:
-            found["timeout"] = float(value)
-        except ValueError:
-            raise LoadError(f"{TIMEOUT_ENV} must be a number of seconds, not {value!r}.") from None
-    value = os.environ.get(RESULT_TTL_ENV)
-    if value:
-        try:
-            found["result_ttl"] = float(value)
-        except ValueError:
-            raise LoadError(f"{RESULT_TTL_ENV} must be a number of seconds, not {value!r}.") from None
-    value = os.environ.get(CACHE_TTL_ENV)
-    if value:
-        try:
-            found["cache_ttl"] = float(value)
-        except ValueError:
-            raise LoadError(f"{CACHE_TTL_ENV} must be a number of seconds, not {value!r}.") from None
+    for key, name in (("timeout", TIMEOUT_ENV), ("result_ttl", RESULT_TTL_ENV), ("cache_ttl", CACHE_TTL_ENV)):
+        value = os.environ.get(name)
+        if value:
+            try:
+                found[key] = float(value)  # type: ignore[literal-required]
+            except ValueError:
+                raise LoadError(f"{name} must be a number of seconds, not {value!r}.") from None
     return found

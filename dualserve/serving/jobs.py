@@ -15,10 +15,8 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import re
 import secrets
-import socket
 import threading
 import time
 from collections.abc import Iterator
@@ -26,13 +24,14 @@ from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any, Protocol
 
 from ..core.http import render
-from ..core.reply import Reply, error_reply, json_reply
+from ..core.reply import Reply, error_reply, json_reply, method_not_allowed
 from ..core.request import Request
 from ..core.returns import StreamResult
 from ..reporting import reporting
 from ..store import Store
 from ..store.cache import cached_digests
 from ..store.records import FINAL, IdempotencyMismatch, JobRecord
+from ..store.sqlite import new_owner, owner_alive
 from .stored import StoredAnswer, store_reply, stored_result
 
 if TYPE_CHECKING:
@@ -90,7 +89,7 @@ class Jobs:
     def submit(self, name: str, request: Request, prefix: str) -> Reply:
         """``POST /{name}/jobs``: 202 and the job, after the same validation as ``/run``."""
         if request.method != "POST":
-            return _not_allowed(("POST",))
+            return method_not_allowed(("POST",))
         outcome = self.service.prepare(name, request)
         if isinstance(outcome, Reply):
             return outcome  # 404, 405, 413, 422 ...: nothing is recorded
@@ -124,11 +123,10 @@ class Jobs:
             canceled = self.records.cancel(job_id) if _JOB_ID.fullmatch(job_id) else None
             if canceled is None:
                 return _unknown(job_id)
-            self._touch()
-            self._collect()
+            self._touch()  # its record and events stay a minute; the tending thread drops them after
             return json_reply(200, self.document(canceled, prefix))
         if request.method not in ("GET", "HEAD"):
-            return _not_allowed(("GET", "HEAD", "DELETE"))
+            return method_not_allowed(("GET", "HEAD", "DELETE"))
         record = self._get(job_id)
         if record is None:
             return _unknown(job_id)
@@ -137,7 +135,7 @@ class Jobs:
     def result(self, job_id: str, request: Request) -> Reply:
         """``GET /jobs/{id}/result``: the stored answer, with every HTTP rule of ``/run``."""
         if request.method not in ("GET", "HEAD"):
-            return _not_allowed(("GET", "HEAD"))
+            return method_not_allowed(("GET", "HEAD"))
         record = self._get(job_id)
         if record is None:
             return _unknown(job_id)
@@ -156,7 +154,7 @@ class Jobs:
     def events(self, job_id: str, request: Request) -> Reply:
         """``GET /jobs/{id}/events``: server-sent events from ``Last-Event-ID`` on, to the end."""
         if request.method not in ("GET", "HEAD"):
-            return _not_allowed(("GET", "HEAD"))
+            return method_not_allowed(("GET", "HEAD"))
         record = self._get(job_id)
         if record is None:
             return _unknown(job_id)
@@ -303,14 +301,14 @@ class EmbeddedRunner:
     def __init__(self, jobs: Jobs, workers: int) -> None:
         self.jobs = jobs
         self.workers = max(1, workers)
-        self.owner = f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(4)}"
+        self.owner = new_owner()
         self._wake = threading.Condition()
         self._stopping = threading.Event()
         self._running: set[str] = set()
         self._threads: list[threading.Thread] = []
 
     def start(self) -> None:
-        self.jobs.records.recover(_is_alive, STALE_AFTER, ATTEMPTS)
+        self.jobs.records.recover(owner_alive, STALE_AFTER, ATTEMPTS)
         for index in range(self.workers):
             thread = threading.Thread(target=self._work, name=f"dualserve-job-{index}", daemon=True)
             thread.start()
@@ -356,7 +354,7 @@ class EmbeddedRunner:
         while not self._stopping.wait(HEARTBEAT):
             try:
                 self.jobs.records.heartbeat(self.owner, list(self._running))
-                if self.jobs.records.recover(_is_alive, STALE_AFTER, ATTEMPTS):
+                if self.jobs.records.recover(owner_alive, STALE_AFTER, ATTEMPTS):
                     self.notify()
                 if time.monotonic() - last_collect > 60:
                     last_collect = time.monotonic()
@@ -419,22 +417,4 @@ def _detail(reply: Reply) -> Any:
 def _unknown(job_id: str) -> Reply:
     return error_reply(404, "Job not found (unknown, expired or deleted).")
 
-
-def _not_allowed(methods: tuple[str, ...]) -> Reply:
-    return error_reply(405, "Method Not Allowed", [("allow", ", ".join(methods))])
-
-
-def _is_alive(owner: str) -> bool:
-    host, _, rest = owner.partition(":")
-    if host != socket.gethostname():
-        return True  # another machine's: only its heartbeat tells
-    pid = rest.partition(":")[0]
-    if not pid.isdigit():
-        return False
-    try:
-        os.kill(int(pid), 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
     return True

@@ -39,6 +39,7 @@ from ..core.reply import (
     error_reply,
     for_method,
     json_reply,
+    method_not_allowed,
 )
 from ..core.request import Request
 from ..core.returns import JSONResult, Result, encode_json, path_result
@@ -412,7 +413,3 @@ class _FlaskJSONCall(Call):
             content = value.content if isinstance(value, Media) else value
             result = dataclasses.replace(result, body=flask_json(content, result.body))
         return result
-
-
-def method_not_allowed(allowed: tuple[str, ...]) -> Reply:
-    return error_reply(405, "Method Not Allowed", [("allow", ", ".join(allowed))])

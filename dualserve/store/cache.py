@@ -15,17 +15,14 @@ machine (shared memory), so a process id always tells whether an owner lives.
 
 from __future__ import annotations
 
-import os
-import socket
 import sqlite3
-import threading
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-__all__ = ["CACHE_FILE", "CacheEntries", "CacheEntry", "cached_digests", "new_owner", "owner_alive"]
+from .sqlite import Database, owner_alive
+
+__all__ = ["CACHE_FILE", "CacheEntries", "CacheEntry", "cached_digests"]
 
 #: The cache's database file in the state directory.
 CACHE_FILE = "cache.sqlite3"
@@ -62,34 +59,11 @@ class CacheEntry:
         return cls(row["key"], row["answer"], row["digest"], row["stored_at"], row["expires_at"])
 
 
-class CacheEntries:
+class CacheEntries(Database):
     """The cache entries and claims in the SQLite database at ``path``."""
 
     def __init__(self, path: Path) -> None:
-        self.path = path
-        self._local = threading.local()
-        self._connection().executescript(_SCHEMA)  # IF NOT EXISTS: any worker process may be first
-
-    def _connection(self) -> sqlite3.Connection:
-        db: sqlite3.Connection | None = getattr(self._local, "db", None)
-        if db is None:
-            db = sqlite3.connect(self.path, timeout=30, isolation_level=None, check_same_thread=False)
-            db.row_factory = sqlite3.Row
-            db.execute("PRAGMA journal_mode=WAL")
-            db.execute("PRAGMA synchronous=NORMAL")
-            self._local.db = db
-        return db
-
-    @contextmanager
-    def _write(self) -> Iterator[sqlite3.Connection]:
-        db = self._connection()
-        db.execute("BEGIN IMMEDIATE")
-        try:
-            yield db
-        except BaseException:
-            db.execute("ROLLBACK")
-            raise
-        db.execute("COMMIT")
+        super().__init__(path, _SCHEMA)
 
     def get(self, key: str) -> CacheEntry | None:
         """The live entry of ``key``, if any."""
@@ -181,25 +155,3 @@ def cached_digests(state_dir: Path) -> set[str]:
         return set()
     finally:
         db.close()
-
-
-def new_owner() -> str:
-    """A name for this process's claims: host, process id, and a token against a reused id."""
-    return f"{socket.gethostname()}:{os.getpid()}:{os.urandom(4).hex()}"
-
-
-def owner_alive(owner: str) -> bool:
-    """Whether the process named by :func:`new_owner` still runs (another host's: assumed so)."""
-    host, _, rest = owner.partition(":")
-    if host != socket.gethostname():
-        return True
-    pid = rest.partition(":")[0]
-    if not pid.isdigit():
-        return False
-    try:
-        os.kill(int(pid), 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True

@@ -13,13 +13,13 @@ from __future__ import annotations
 
 import json
 import sqlite3
-import threading
 import time
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+from .sqlite import Database
 
 __all__ = ["FINAL", "IdempotencyMismatch", "JobRecord", "Records"]
 
@@ -114,38 +114,11 @@ class JobRecord:
         )
 
 
-class Records:
+class Records(Database):
     """The job records in the SQLite database at ``path``."""
 
     def __init__(self, path: Path) -> None:
-        self.path = path
-        self._local = threading.local()
-        # IF NOT EXISTS: every worker process of a server may be first; executescript commits itself.
-        self._connection().executescript(_SCHEMA)
-
-    # --- connections ------------------------------------------------------------------------------
-
-    def _connection(self) -> sqlite3.Connection:
-        db: sqlite3.Connection | None = getattr(self._local, "db", None)
-        if db is None:
-            # Autocommit; transactions are opened explicitly. A busy database is waited for.
-            db = sqlite3.connect(self.path, timeout=30, isolation_level=None, check_same_thread=False)
-            db.row_factory = sqlite3.Row
-            db.execute("PRAGMA journal_mode=WAL")
-            db.execute("PRAGMA synchronous=NORMAL")
-            self._local.db = db
-        return db
-
-    @contextmanager
-    def _write(self) -> Iterator[sqlite3.Connection]:
-        db = self._connection()
-        db.execute("BEGIN IMMEDIATE")
-        try:
-            yield db
-        except BaseException:
-            db.execute("ROLLBACK")
-            raise
-        db.execute("COMMIT")
+        super().__init__(path, _SCHEMA)
 
     # --- jobs ---------------------------------------------------------------------------------------
 
