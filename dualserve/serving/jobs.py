@@ -264,6 +264,9 @@ class Jobs:
                 self.records.finish(job_id, owner, "failed", error={"status": reply.status_code, "detail": detail})
                 return
             result = store_reply(self.blobs, reply).to_dict()
+            # Bound the store before the job is seen to end: whoever reads the records next finds
+            # the store as it will stay, not a result that is about to go.
+            self._bound()
             if not self.records.finish(job_id, owner, "succeeded", result=result):
                 logger.info("Job %s ended after it was canceled; its result is thrown away", job_id)
         except Exception as exc:
@@ -273,7 +276,6 @@ class Jobs:
         finally:
             self._touch()
             reply.close()
-        self._bound()
 
     def _collect(self) -> None:
         """Drop expired records, and the blobs nobody refers to any more (no job, no cached answer)."""
