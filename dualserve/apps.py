@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from .serving.aio import portal
-from .serving.config import Settings
+from .serving.config import Settings, default_state_dir
 from .serving.pipelines import Registry
 from .serving.service import Service
 
@@ -65,12 +65,22 @@ def wsgi_app(pipelines: PipelinesSource, **settings: Unpack[Settings]) -> Dualse
 
 
 def _service(pipelines: PipelinesSource, settings: Settings) -> Service:
+    # None stands for the default, as the keywords were documented before there were defaults to name.
+    chosen: dict[str, Any] = {key: value for key, value in settings.items() if value is not None}
+    broker, store, s3_redirect = chosen.pop("broker", None), chosen.pop("store", None), chosen.pop("s3_redirect", False)
     if isinstance(pipelines, Registry):
         registry = pipelines
     elif isinstance(pipelines, (str, os.PathLike)):
-        registry = Registry.from_directory(Path(pipelines))
+        # Scaled out, this process holds no model: the workers run setup(), it only validates.
+        registry = Registry.from_directory(Path(pipelines), set_up=broker is None)
     else:
-        registry = Registry.from_wrappers(pipelines)
-    # None stands for the default, as the keywords were documented before there were defaults to name.
-    chosen: dict[str, Any] = {key: value for key, value in settings.items() if value is not None}
-    return Service(registry, **chosen)
+        registry = Registry.from_wrappers(pipelines, set_up=broker is None)
+    cluster = None
+    if broker is not None:
+        from .cluster.connection import Cluster
+
+        if store is None:
+            raise ValueError("A broker needs a store: the shared directory or s3://BUCKET/PREFIX of the results.")
+        state_dir = Path(chosen.get("state_dir") or default_state_dir()).resolve()
+        cluster = Cluster(broker, store, state_dir, role="api", s3_redirect=s3_redirect)
+    return Service(registry, cluster=cluster, **chosen)

@@ -30,6 +30,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return _call(options)
     if options.command == "parity":
         return _parity(options)
+    if options.command == "worker":
+        return _worker(parser, options)
     if options.command != "run":
         parser.print_help()
         return 2
@@ -69,11 +71,81 @@ def main(argv: Sequence[str] | None = None) -> int:
     if options.state_dir is not None:
         # Absolute, so that every worker process finds the same folder whatever its directory.
         os.environ[config.STATE_DIR_ENV] = str(Path(options.state_dir).resolve())
+    _cluster_settings(parser, options)
+    if options.s3_redirect:
+        os.environ[config.S3_REDIRECT_ENV] = "1"
     if options.server == "flask" and options.threads is not None:
         parser.error("--server flask starts a thread per request and cannot cap them; use uvicorn or gunicorn")
     logging.basicConfig(level=options.log_level.upper(), format="%(levelname)s:%(name)s: %(message)s")
     _tune_malloc()
     return {"uvicorn": _uvicorn, "gunicorn": _gunicorn, "flask": _flask}[options.server](options)
+
+
+def _cluster_settings(parser: argparse.ArgumentParser, options: argparse.Namespace) -> None:
+    """``--broker`` and ``--store``, both or neither, into the environment the processes read."""
+    if (options.broker is None) != (options.store is None):
+        parser.error("--broker and --store go together: the Redis URL, and the results' shared directory or s3://")
+    if options.broker is None:
+        return
+    if not options.broker.startswith(("redis://", "rediss://", "unix://")):
+        parser.error(f"--broker must be a Redis URL such as redis://127.0.0.1:6379/0, not {options.broker!r}")
+    store = options.store
+    if not store.startswith("s3://"):
+        store = str(Path(store).resolve())  # the same folder for every process, whatever its directory
+    os.environ[config.BROKER_ENV] = options.broker
+    os.environ[config.STORE_ENV] = store
+
+
+def _worker(parser: argparse.ArgumentParser, options: argparse.Namespace) -> int:
+    """``dualserve worker``: a Celery worker of :mod:`dualserve.cluster.app`."""
+    directory = Path(options.pipelines_dir).resolve()
+    if not directory.is_dir():
+        parser.error(f"--pipelines-dir {options.pipelines_dir!r} is not a directory")
+    if options.concurrency < 1:
+        parser.error("--concurrency must be 1 or more")
+    if options.broker is None or options.store is None:
+        parser.error("a worker needs --broker and --store, the same as the API processes'")
+    os.environ[config.PIPELINES_DIR_ENV] = str(directory)
+    _cluster_settings(parser, options)
+    if options.state_dir is not None:
+        os.environ[config.STATE_DIR_ENV] = str(Path(options.state_dir).resolve())
+    for flag, seconds, name in (
+        ("--timeout", options.timeout, config.TIMEOUT_ENV),
+        ("--cache-ttl", options.cache_ttl, config.CACHE_TTL_ENV),
+    ):
+        if seconds is not None:
+            if not seconds > 0:
+                parser.error(f"{flag} must be above 0")
+            os.environ[name] = str(seconds)
+    logging.basicConfig(level=options.log_level.upper(), format="%(levelname)s:%(name)s: %(message)s")
+    try:
+        from .cluster.app import app
+        from .cluster.connection import QUEUE
+    except ImportError as exc:
+        print(f"dualserve worker needs Celery and redis-py: pip install 'dualserve[cluster]' ({exc})", file=sys.stderr)
+        return 2
+    app.conf.broker_url = options.broker
+    app.worker_main(
+        [
+            "worker",
+            "--queues",
+            QUEUE,
+            "--concurrency",
+            str(options.concurrency),
+            "--pool",
+            "prefork",
+            "--loglevel",
+            options.log_level.upper(),
+            "--hostname",
+            f"dualserve-{os.getpid()}@%h",
+            # No gossip, mingle or worker heartbeats: dualserve's records carry what it needs, and
+            # each of those is traffic on the broker for every worker.
+            "--without-gossip",
+            "--without-mingle",
+            "--without-heartbeat",
+        ]
+    )
+    return 0
 
 
 def _tune_malloc() -> None:
@@ -188,6 +260,31 @@ def _parser() -> argparse.ArgumentParser:
         help="what stored results may take on disk; past it, least recently used first (default 4 GiB)",
     )
     run.add_argument("--log-level", default="info", choices=("debug", "info", "warning", "error"))
+    _cluster_arguments(run, "scaled out: /run and jobs go to 'dualserve worker' processes, none run here")
+    run.add_argument(
+        "--s3-redirect",
+        action="store_true",
+        help="answer a job's result on S3 with a 303 to a presigned URL instead of sending it",
+    )
+    worker = commands.add_parser(
+        "worker",
+        help="run the pipelines for 'dualserve run --broker' (a Celery worker)",
+        description="A Celery worker: each of its processes runs every pipeline's setup() once, then takes "
+        "jobs and /run calls from the broker, one at a time.",
+    )
+    worker.add_argument("--pipelines-dir", required=True, help="the same pipelines as the API processes serve")
+    _cluster_arguments(worker, "required")
+    worker.add_argument("--concurrency", type=int, default=1, metavar="N", help="worker processes (default 1)")
+    worker.add_argument(
+        "--state-dir", default=None, metavar="DIR", help="this machine's cache and local copies (default .dualserve)"
+    )
+    worker.add_argument(
+        "--timeout", type=float, default=None, metavar="SECONDS", help="a /run call slower than this answers 504"
+    )
+    worker.add_argument(
+        "--cache-ttl", type=float, default=None, metavar="SECONDS", help="as for run (cached on this machine)"
+    )
+    worker.add_argument("--log-level", default="info", choices=("debug", "info", "warning", "error"))
     call = commands.add_parser(
         "call",
         help="call a pipeline and save or print its result",
@@ -252,6 +349,22 @@ def _parser() -> argparse.ArgumentParser:
     )
     parity.add_argument("--strict", action="store_true", help="exit 1 on any difference, additive ones too")
     return parser
+
+
+def _cluster_arguments(command: argparse.ArgumentParser, purpose: str) -> None:
+    command.add_argument(
+        "--broker",
+        default=None,
+        metavar="redis://HOST:PORT/N",
+        help=f"the Redis that Celery and the job records use ({purpose})",
+    )
+    command.add_argument(
+        "--store",
+        default=None,
+        metavar="STORE",
+        help="where results live: a directory every machine shares, or s3://BUCKET/PREFIX (AWS_ENDPOINT_URL for "
+        "a non-AWS S3)",
+    )
 
 
 def _parity(options: argparse.Namespace) -> int:

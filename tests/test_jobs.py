@@ -90,7 +90,7 @@ def service(wrappers: dict[str, Any], tmp_path: Path) -> Iterator[Service]:
     service = Service(Registry.from_wrappers(wrappers), state_dir=tmp_path / "state")
     yield service
     if service._jobs is not None:
-        service._jobs.runner.stop()
+        service._jobs.stop()
 
 
 @pytest.fixture(params=FRONTENDS)
@@ -278,4 +278,4 @@ def test_the_store_keeps_to_its_size_bound(name: str, tmp_path: Path, monkeypatc
             assert client.get(f"/jobs/{first['id']}").json()["status"] == "succeeded"
             assert len(client.get(f"/jobs/{second['id']}/result").content) == 3000
     finally:
-        service.jobs.runner.stop()
+        service.jobs.stop()

@@ -284,7 +284,7 @@ def jobs_service(tmp_path: Path) -> Iterator[Service]:
     service = Service(Registry.from_wrappers(wrappers), state_dir=tmp_path / "state")
     yield service
     if service._jobs is not None:
-        service._jobs.runner.stop()
+        service._jobs.stop()
 
 
 @pytest.mark.parametrize("frontend", FRONTENDS)

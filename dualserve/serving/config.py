@@ -9,6 +9,7 @@ from typing import TypedDict
 from ..exceptions import LoadError
 
 __all__ = [
+    "BROKER_ENV",
     "CACHE_TTL_ENV",
     "DEBUG_ENV",
     "JOB_WORKERS_ENV",
@@ -17,14 +18,18 @@ __all__ = [
     "MAX_STREAMS_ENV",
     "PIPELINES_DIR_ENV",
     "RESULT_TTL_ENV",
+    "S3_REDIRECT_ENV",
     "STATE_DIR_ENV",
+    "STORE_ENV",
     "STORE_MAX_BYTES_ENV",
     "THREADS_ENV",
     "TIMEOUT_ENV",
     "Settings",
+    "broker",
     "default_state_dir",
     "pipelines_dir",
     "settings",
+    "store",
 ]
 
 PIPELINES_DIR_ENV = "DUALSERVE_PIPELINES_DIR"
@@ -39,6 +44,9 @@ RESULT_TTL_ENV = "DUALSERVE_RESULT_TTL"
 JOB_WORKERS_ENV = "DUALSERVE_JOB_WORKERS"
 CACHE_TTL_ENV = "DUALSERVE_CACHE_TTL"
 STORE_MAX_BYTES_ENV = "DUALSERVE_STORE_MAX_BYTES"
+BROKER_ENV = "DUALSERVE_BROKER"
+STORE_ENV = "DUALSERVE_STORE"
+S3_REDIRECT_ENV = "DUALSERVE_S3_REDIRECT"
 
 
 class Settings(TypedDict, total=False):
@@ -51,7 +59,9 @@ class Settings(TypedDict, total=False):
     threads (64). ``max_streams``: streams sent at once per process; one more gets 503 (no limit).
     ``max_image_pixels``: the largest image Pillow decodes or a pipeline returns (64 megapixels);
     an upload over it gets 413. ``cache_ttl``: seconds every pipeline's answers are served from
-    the store (only ``@cached`` ones' otherwise).
+    the store (only ``@cached`` ones' otherwise). ``broker``, ``store``, ``s3_redirect``: scaled
+    out on Celery workers (docs/contract.md section 7): the Redis URL, the shared directory or
+    ``s3://BUCKET/PREFIX``, and whether a result on S3 is answered by a 303 to a presigned URL.
     """
 
     debug: bool
@@ -65,11 +75,28 @@ class Settings(TypedDict, total=False):
     job_workers: int | None
     cache_ttl: float | None
     store_max_bytes: int | None
+    broker: str | None
+    store: str | None
+    s3_redirect: bool
 
 
 def default_state_dir() -> Path:
     """Where jobs and stored results live unless told: ``$DUALSERVE_STATE_DIR``, else ``.dualserve``."""
     return Path(os.environ.get(STATE_DIR_ENV) or ".dualserve")
+
+
+def broker() -> str:
+    value = os.environ.get(BROKER_ENV)
+    if not value:
+        raise LoadError(f"Set {BROKER_ENV} to the Redis URL the workers share (redis://HOST:6379/0).")
+    return value
+
+
+def store() -> str:
+    value = os.environ.get(STORE_ENV)
+    if not value:
+        raise LoadError(f"Set {STORE_ENV} to the results' shared directory or s3://BUCKET/PREFIX.")
+    return value
 
 
 def pipelines_dir() -> Path:
@@ -82,8 +109,12 @@ def pipelines_dir() -> Path:
 def settings() -> Settings:
     """The settings the environment sets; the unset ones are left out."""
     found = Settings()
-    if os.environ.get(DEBUG_ENV, "").lower() in ("1", "true", "yes", "on"):
-        found["debug"] = True
+    for key, name in (("debug", DEBUG_ENV), ("s3_redirect", S3_REDIRECT_ENV)):
+        if os.environ.get(name, "").lower() in ("1", "true", "yes", "on"):
+            found[key] = True  # type: ignore[literal-required]
+    if os.environ.get(BROKER_ENV):
+        found["broker"] = broker()
+        found["store"] = store()
     for key, name in (
         ("max_body_size", MAX_BODY_SIZE_ENV),
         ("threads", THREADS_ENV),

@@ -19,7 +19,7 @@ import re
 import secrets
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any, Protocol
 
@@ -28,7 +28,7 @@ from ..core.reply import Reply, error_reply, json_reply, method_not_allowed
 from ..core.request import Request
 from ..core.returns import StreamResult
 from ..reporting import reporting
-from ..store import Store
+from ..store import Store, Unavailable
 from ..store.cache import cached_digests
 from ..store.records import FINAL, IdempotencyMismatch, JobRecord
 from ..store.sqlite import new_owner, owner_alive
@@ -58,21 +58,24 @@ _JOB_ID = re.compile(r"[A-Za-z0-9_-]{1,64}")
 
 
 class JobRunner(Protocol):
-    """Runs the queued jobs of a state directory: the embedded runner (threads in each server
-    process) or Celery's workers. :class:`Jobs` records a job and tells the runner."""
+    """Runs the queued jobs: the embedded runner (threads in each server process) or Celery's
+    workers (:class:`~dualserve.cluster.runner.CeleryRunner`). :class:`Jobs` records a job and
+    tells the runner."""
 
     def start(self) -> None: ...
 
     def stop(self) -> None: ...
 
-    def notify(self) -> None:
-        """A job was queued."""
+    def notify(self, job_id: str) -> None:
+        """Job ``job_id`` was queued; :class:`~dualserve.store.Unavailable` if it cannot be passed on."""
 
 
 class Jobs:
     """The job endpoints and the running of one job, over ``state_dir``."""
 
-    def __init__(self, service: Service, store: Store, result_ttl: float, workers: int) -> None:
+    def __init__(
+        self, service: Service, store: Store, result_ttl: float, runner: Callable[[Jobs], JobRunner | None]
+    ) -> None:
         self.service = service
         self.records = store.records
         self.blobs = store.blobs
@@ -81,8 +84,15 @@ class Jobs:
         # same process answers at once; a change made by another process is seen at the next poll.
         self._changed = threading.Condition()
         self._last_shrink = 0.0
-        self.runner: JobRunner = EmbeddedRunner(self, workers)
-        self.runner.start()
+        #: None in a Celery worker: Celery delivers its jobs one by one.
+        self.runner = runner(self)
+        if self.runner is not None:
+            self.runner.start()
+
+    def stop(self) -> None:
+        """Stop this process's runner (its threads end after the job they run)."""
+        if self.runner is not None:
+            self.runner.stop()
 
     # --- the endpoints ----------------------------------------------------------------------------
 
@@ -106,8 +116,12 @@ class Jobs:
             )
         except IdempotencyMismatch:
             return error_reply(422, "This Idempotency-Key was used for another request to this pipeline.")
-        if created:
-            self.runner.notify()
+        if created and self.runner is not None:
+            try:
+                self.runner.notify(record.id)
+            except Unavailable:
+                self.records.cancel(record.id)  # recorded, never queued: not a job anyone waits for
+                raise
         wait = preferred_wait(request)
         if wait:
             record = self._wait(record, wait)
@@ -321,7 +335,7 @@ class EmbeddedRunner:
         self._stopping.set()
         self.notify()
 
-    def notify(self) -> None:
+    def notify(self, job_id: str | None = None) -> None:
         with self._wake:
             self._wake.notify()
 

@@ -147,13 +147,17 @@ class Registry:
                     del self.pending[name]
 
     @classmethod
-    def from_wrappers(cls, wrappers: Mapping[str, SupportsRunApi]) -> Registry:
-        """Set up each wrapper object (its ``setup()`` runs once, now) and serve it under its key."""
-        return cls._build([(name, functools.partial(_given, wrapper)) for name, wrapper in wrappers.items()])
+    def from_wrappers(cls, wrappers: Mapping[str, SupportsRunApi], set_up: bool = True) -> Registry:
+        """Set up each wrapper object (its ``setup()`` runs once, now, unless not ``set_up``) and
+        serve it under its key."""
+        loaders = [(name, functools.partial(_given, wrapper)) for name, wrapper in wrappers.items()]
+        return cls._build(loaders, set_up)
 
     @classmethod
-    def from_directory(cls, directory: str | Path) -> Registry:
-        """Discover, import in place, and set up every wrapper under ``directory``."""
+    def from_directory(cls, directory: str | Path, set_up: bool = True) -> Registry:
+        """Discover, import in place, and set up every wrapper under ``directory``. Not ``set_up``
+        (an API process whose workers run the pipelines), no ``setup()`` runs: the wrappers are
+        only read for their signatures."""
         root = Path(directory).resolve()
         if not root.is_dir():
             raise LoadError(f"The pipelines directory {str(directory)!r} does not exist.")
@@ -161,18 +165,21 @@ class Registry:
             files = [(root.name, root / WRAPPER_FILE)]
         else:
             files = [(sub.name, sub / WRAPPER_FILE) for sub in sorted(root.iterdir()) if (sub / WRAPPER_FILE).is_file()]
-        registry = cls._build([(name, functools.partial(load_wrapper, path, name)) for name, path in files])
+        registry = cls._build([(name, functools.partial(load_wrapper, path, name)) for name, path in files], set_up)
         logger.info("Serving pipelines %s from %s", sorted(registry.pipelines) or "(none)", root)
         return registry
 
     @classmethod
-    def _build(cls, loaders: list[tuple[str, Callable[[], Any]]]) -> Registry:
+    def _build(cls, loaders: list[tuple[str, Callable[[], Any]]], set_up: bool = True) -> Registry:
         pipelines: dict[str, Pipeline] = {}
         failures: dict[str, str] = {}
         pending: dict[str, Awaitable[object]] = {}
         for name, load in loaders:
             try:
-                pipelines[name], setup = _set_up(name, load())
+                wrapper = load()
+                pipelines[name], setup = (
+                    _set_up(name, wrapper) if set_up else (Pipeline.from_wrapper(name, wrapper), None)
+                )
             except LoadError as exc:
                 failures[name] = str(exc)
                 logger.error("Pipeline %r failed to load: %s", name, exc, exc_info=exc.__cause__)

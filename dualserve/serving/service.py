@@ -22,7 +22,7 @@ from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import AbstractContextManager
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from werkzeug.exceptions import HTTPException as WerkzeugHTTPException
 
@@ -46,17 +46,20 @@ from ..core.returns import JSONResult, Result, encode_json, path_result
 from ..core.routes import Route
 from ..exceptions import Canceled, HTTPError, ResolveError
 from ..media import Media
-from ..store import JOBS_FILE, Store
+from ..store import JOBS_FILE, Store, Unavailable
 from ..uploads import UploadFile
 from ..wrapper import declared_cache_ttl
 from .aio import portal
 from .cache import Cache, CachedRun
 from .config import default_state_dir
-from .jobs import Jobs, prefers_async
+from .jobs import EmbeddedRunner, JobRunner, Jobs, prefers_async
 from .openapi import build_document
 from .pages import asset, page
 from .pipelines import Pipeline, Registry, is_valid_name
 from .runs import Call
+
+if TYPE_CHECKING:
+    from ..cluster.connection import Cluster
 
 __all__ = ["DEFAULT_MAX_BODY_SIZE", "DEFAULT_THREADS", "LOOP_PARSE_LIMIT", "Call", "Service"]
 
@@ -107,6 +110,8 @@ class Service:
         pipelines with ``@cached``.
     :param store_max_bytes: the bytes the result store's blobs may take; past it the least recently
         used go (a job's result then answers 410), never a queued job's request.
+    :param cluster: scaled out (docs/contract.md section 7): the Redis broker and shared store. An
+        API process's service then runs nothing itself: ``/run`` and jobs go to the workers.
     """
 
     def __init__(
@@ -123,6 +128,7 @@ class Service:
         job_workers: int = 1,
         cache_ttl: float | None = None,
         store_max_bytes: int = DEFAULT_STORE_MAX_BYTES,
+        cluster: Cluster | None = None,
     ) -> None:
         if result_ttl <= 0 or job_workers < 1 or store_max_bytes < 0:
             raise ValueError("result_ttl must be above 0, job_workers 1 or more, store_max_bytes 0 or more.")
@@ -152,7 +158,10 @@ class Service:
         self._store: Store | None = None
         self._jobs: Jobs | None = None
         self._jobs_lock = threading.Lock()
-        if (self.state_dir / JOBS_FILE).exists():
+        self.cluster = cluster
+        #: Whether /run and jobs run elsewhere (an API process of a cluster holds no model).
+        self.relays = cluster is not None and cluster.role == "api"
+        if cluster is None and (self.state_dir / JOBS_FILE).exists():
             self.jobs  # noqa: B018  (jobs recorded before a restart are run again now, not on first use)
 
     def provide_context(self, framework: str, context: Callable[[], AbstractContextManager[object]]) -> None:
@@ -204,6 +213,14 @@ class Service:
     def answer(self, route: Route, arguments: dict[str, str], request: Request, prefix: str = "") -> Reply | Call:
         """The answer of ``route``'s endpoint, HEAD and bodiless statuses applied, or the
         :class:`Call` to run. ``prefix`` is where the frontend is mounted."""
+        try:
+            outcome = self._answer(route, arguments, request, prefix)
+        except Unavailable as exc:
+            logger.error("The shared store cannot be reached: %s", exc)
+            outcome = error_reply(503, "The job store cannot be reached; try again shortly.", [("retry-after", "5")])
+        return outcome if isinstance(outcome, Call) else for_method(outcome, request.method)
+
+    def _answer(self, route: Route, arguments: dict[str, str], request: Request, prefix: str) -> Reply | Call:
         outcome: Reply | Call
         if route.endpoint == "run":
             path_params = tuple((key, value) for key, value in arguments.items() if key != "pipeline")
@@ -234,19 +251,21 @@ class Service:
             outcome = self.page(request, arguments["page"], arguments.get("filename"))
         else:
             raise LookupError(f"No endpoint called {route.endpoint!r}.")
-        return outcome if isinstance(outcome, Call) else for_method(outcome, request.method)
+        return outcome
 
     def blocks(self, route: Route, request: Request) -> bool:
         """Whether answering ``request`` on ``route`` touches the disk or waits (an event loop
         hands it to a thread): a blocking route, or a ``/run`` that asks for a job instead."""
-        return route.blocking or (request.method == "POST" and route.endpoint == "run" and prefers_async(request))
+        if route.endpoint == "run" and (self.relays or (request.method == "POST" and prefers_async(request))):
+            return True  # a relayed answer waits on Redis; a job is recorded
+        return route.blocking
 
     @property
     def store(self) -> Store:
         """The result store in this service's state directory, opened on first use."""
         with self._jobs_lock:
             if self._store is None:
-                self._store = Store(self.state_dir)
+                self._store = Store(self.state_dir) if self.cluster is None else self.cluster.store()
             return self._store
 
     @property
@@ -255,8 +274,22 @@ class Service:
         store = self.store
         with self._jobs_lock:
             if self._jobs is None:
-                self._jobs = Jobs(self, store, self.result_ttl, self.job_workers)
+                self._jobs = Jobs(self, store, self.result_ttl, self._runner)
             return self._jobs
+
+    def _runner(self, jobs: Jobs) -> JobRunner | None:
+        if self.cluster is None:
+            return EmbeddedRunner(jobs, self.job_workers)
+        if self.cluster.role == "worker":
+            return None  # Celery delivers the jobs (dualserve.cluster.app.run_job)
+        from ..cluster.runner import CeleryRunner
+
+        return CeleryRunner(jobs, self.cluster)
+
+    def run_here(self, name: str, request: Request, route: Route | None = None) -> Reply:
+        """A worker's answer to a ``/run`` call an API process relays: validated and run here."""
+        outcome = self._prepare(name, request, route, here=True)
+        return outcome.run_sync() if isinstance(outcome, Call) else outcome
 
     @property
     def cache(self) -> Cache:
@@ -340,11 +373,11 @@ class Service:
 
     def prepare(self, name: str, request: Request) -> Call | Reply:
         """Find pipeline ``name`` and validate the request's arguments: the :class:`Call` to run,
-        or the answer right away (404, 405, 422 ...)."""
-        outcome = self._prepare(name, request)
+        or the answer right away (404, 405, 422 ...). Never relayed: a job is run where it is taken."""
+        outcome = self._prepare(name, request, here=True)
         return outcome if isinstance(outcome, Call) else for_method(outcome, request.method)
 
-    def _prepare(self, name: str, request: Request, route: Route | None = None) -> Call | Reply:
+    def _prepare(self, name: str, request: Request, route: Route | None = None, here: bool = False) -> Call | Reply:
         pipeline = self.registry.pipelines.get(name)
         if pipeline is None:
             if name in self.registry.failures:
@@ -378,6 +411,12 @@ class Service:
                 arguments = pipeline.parameters.from_json(request.body, path)
         except HTTPError as exc:
             return error_reply(exc.status_code, exc.detail, list(exc.headers.items()), cleanups)
+        if self.relays and not here:
+            # Checked here (a bad request never reaches the queue), run on a worker.
+            for cleanup in cleanups:
+                cleanup()
+            assert self.cluster is not None
+            return self.cluster.relay(name, request, route, self.timeout)
         if route is not None and route.json == "flask":
             return _FlaskJSONCall(self, pipeline, arguments, request, cleanups)
         return Call(self, pipeline, arguments, request, cleanups)

@@ -41,9 +41,18 @@ class Blobs:
 
     def path(self, digest: str) -> Path:
         """Where blob ``digest`` lives (it may have been deleted since)."""
+        return self._file(digest)
+
+    def _file(self, digest: str) -> Path:
+        # The blob's place on this disk. The methods here use it, not path(), which a subclass may
+        # make fetch the blob from elsewhere first (S3Blobs): writing or deleting must not.
         if _DIGEST.fullmatch(digest) is None:
             raise ValueError(f"Not a blob digest: {digest!r}")
         return self.root / digest[:2] / digest
+
+    def _completed(self, blob: Blob) -> None:
+        """Called once a blob written here is complete and in place (even if it was there already):
+        a subclass copies it elsewhere. Nothing to do on disk alone."""
 
     def writer(self) -> BlobWriter:
         """A new blob, written piece by piece: ``with blobs.writer() as w: w.write(...)``, then
@@ -69,18 +78,15 @@ class Blobs:
         return writer.blob
 
     def delete(self, digest: str) -> None:
-        try:
-            self.path(digest).unlink()
-        except FileNotFoundError:
-            pass
+        self._file(digest).unlink(missing_ok=True)
 
     def exists(self, digest: str) -> bool:
-        return self.path(digest).is_file()
+        return self._file(digest).is_file()
 
     def touch(self, digest: str) -> None:
         """Mark the blob used now, for :meth:`shrink`: its access time is set, its modification
         time (which its ETag is made of) left as it is."""
-        path = self.path(digest)
+        path = self._file(digest)
         try:
             os.utime(path, (time.time(), path.stat().st_mtime))
         except OSError:
@@ -104,7 +110,8 @@ class Blobs:
                 break
             if digest in keep:
                 continue
-            self.delete(digest)
+            # Not delete(): a subclass's delete may reach beyond this disk, and this bound is the disk's.
+            self._file(digest).unlink(missing_ok=True)
             total -= size
             deleted.append(digest)
         return deleted
@@ -144,11 +151,13 @@ class BlobWriter:
             temp.unlink(missing_ok=True)
             return
         digest = self._hash.hexdigest()
-        target = self.blobs.path(digest)
+        target = self.blobs._file(digest)
         target.parent.mkdir(exist_ok=True)
         if target.exists():
             temp.unlink()  # the same bytes are stored already: one copy is kept
         else:
             os.chmod(temp, 0o644)
             os.replace(temp, target)
-        self._blob = Blob(digest, self._size)
+        blob = Blob(digest, self._size)
+        self.blobs._completed(blob)
+        self._blob = blob

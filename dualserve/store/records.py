@@ -287,6 +287,50 @@ class Records(Database):
                 recovered.append(row["id"])
         return recovered
 
+    def take(
+        self, job_id: str, owner: str, stale_after: float, attempts: int, is_alive: Callable[[str], bool]
+    ) -> JobRecord | None:
+        """The job ``job_id`` now running under ``owner``, for a runner handed that one job (a Celery
+        task): a queued job starts; a running one whose process died (as :meth:`recover` judges) is
+        taken over, or ends failed once ``attempts`` runs were interrupted. None in every other case."""
+        with self._write() as db:
+            now = time.time()
+            row = db.execute(
+                "SELECT status, owner, heartbeat_at, attempts, cancel, deleted FROM jobs WHERE id = ?", (job_id,)
+            ).fetchone()
+            if row is None or row["cancel"] or row["deleted"]:
+                return None
+            if row["status"] == "queued":
+                db.execute(
+                    "UPDATE jobs SET status = 'running', owner = ?, started_at = ?, heartbeat_at = ?,"
+                    " attempts = attempts + 1 WHERE id = ?",
+                    (owner, now, now, job_id),
+                )
+            elif row["status"] != "running" or (
+                is_alive(row["owner"] or "") and (row["heartbeat_at"] or 0) > now - stale_after
+            ):
+                return None
+            elif row["attempts"] >= attempts:
+                error = {
+                    "status": 500,
+                    "detail": f"The job was interrupted {row['attempts']} times (the server stopped).",
+                }
+                db.execute(
+                    "UPDATE jobs SET status = 'failed', ended_at = ?, error = ?, owner = NULL WHERE id = ?",
+                    (now, json.dumps(error), job_id),
+                )
+                self._event(db, job_id)
+                return None
+            else:
+                # Celery delivered the task again after its worker was killed mid-job: run it anew.
+                db.execute(
+                    "UPDATE jobs SET owner = ?, started_at = ?, heartbeat_at = ?, attempts = attempts + 1,"
+                    " progress = NULL, message = ? WHERE id = ?",
+                    (owner, now, now, "interrupted; running again", job_id),
+                )
+            self._event(db, job_id)
+        return self.get(job_id, include_deleted=True)
+
     def events(self, job_id: str, after: int = 0) -> list[tuple[int, dict[str, Any]]]:
         rows = (
             self._connection()
