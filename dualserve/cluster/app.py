@@ -23,7 +23,7 @@ import logging
 import os
 import threading
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 from celery import Celery
 from celery.signals import worker_process_init
@@ -97,7 +97,7 @@ def worker() -> Worker:
         return _worker
 
 
-@worker_process_init.connect
+@worker_process_init.connect  # type: ignore[untyped-decorator]
 def _set_up(**_: Any) -> None:
     worker()  # every pipeline's setup() now, before the first task, in this process
 
@@ -138,7 +138,7 @@ def answer(call_id: str, message: dict[str, Any]) -> None:
     sender.keep_alive()
     try:
         if "body_key" in message:
-            body = cluster.redis.getdel(message["body_key"]) or b""
+            body = cast(bytes, cluster.redis.getdel(message["body_key"]) or b"")  # no decode_responses
         else:
             body = base64.b64decode(message["body"])
         request = Request(

@@ -31,6 +31,18 @@ __all__ = ["ANSWER", "QUEUE", "RUN_JOB", "Cluster"]
 QUEUE = "dualserve"
 RUN_JOB = "dualserve.run_job"
 ANSWER = "dualserve.answer"
+#: The request headers that decide a ``/run`` answer (its representation, its body's type, ranges and
+#: conditions); a worker sees these, as the core would here. The others are the client's and the proxies'.
+RELAYED_HEADERS = (
+    "accept",
+    "content-type",
+    "range",
+    "if-range",
+    "if-match",
+    "if-none-match",
+    "if-modified-since",
+    "if-unmodified-since",
+)
 #: Redis keys dualserve writes start with this (the broker's own keys are Celery's).
 PREFIX = "dualserve:"
 #: A request body up to this size travels inside the task message; a larger one in its own key.
@@ -140,8 +152,5 @@ class Cluster:
 
 
 def _headers(request: Request) -> list[list[str]]:
-    """The request's headers as pairs, for a worker to see what this process saw."""
-    items = getattr(request.headers, "items", None)
-    if items is None:
-        return []
-    return [[name, value] for name, value in items()]
+    """The request headers the core reads to choose and shape the answer, for the worker to read."""
+    return [[name, value] for name in RELAYED_HEADERS if (value := request.headers.get(name)) is not None]

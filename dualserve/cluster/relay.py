@@ -21,7 +21,7 @@ import logging
 import threading
 import time
 from collections.abc import Iterator
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, cast
 
 from ..core.reply import FileBody, Reply, StreamBody, error_reply
 from ..core.streams import close_iterator
@@ -192,7 +192,7 @@ class Receiver:
                     raise WorkerLost("The worker running this call stopped answering.")
                 continue
             self._heard = now
-            frame: bytes = popped[1]
+            frame = cast(bytes, popped[1])  # the client does not decode responses
             if frame != b"K":
                 return frame
 

@@ -160,7 +160,11 @@ class Jobs:
             return error_reply(error["status"], error["detail"])
         if not record.ended or record.result is None:
             return error_reply(409, f"The job is {record.status}; its result is not ready.", [("retry-after", "1")])
-        result = stored_result(self.blobs, StoredAnswer.from_dict(record.result))
+        answer = StoredAnswer.from_dict(record.result)
+        cluster = self.service.cluster
+        if cluster is not None and cluster.s3_redirect and answer.status_code == 200:
+            return self._redirect(answer)
+        result = stored_result(self.blobs, answer)
         if result is None:
             return error_reply(410, "The job's result is no longer stored.")
         return render(result, request)
@@ -176,6 +180,15 @@ class Jobs:
         after = int(last) if last.isdigit() else 0
         stream = StreamResult(media_type="text/event-stream", chunks=self._event_stream(job_id, after))
         return render(stream, request)
+
+    def _redirect(self, answer: StoredAnswer) -> Reply:
+        # --s3-redirect: the bytes come from the bucket, not through this process; the presigned
+        # URL answers with the stored type and Content-Disposition, so the download is the same.
+        presign = getattr(self.blobs, "presigned_url", None)
+        assert presign is not None, "--s3-redirect needs an s3:// store (checked at start)"
+        disposition = next((value for name, value in answer.headers if name == "content-disposition"), None)
+        location = presign(answer.digest, answer.media_type, disposition)
+        return Reply(303, [("location", location), ("cache-control", "no-store"), ("content-length", "0")])
 
     # --- what they share ------------------------------------------------------------------------
 
@@ -263,7 +276,11 @@ class Jobs:
             if now - last_report < 0.05 and fraction not in (0.0, 1.0):
                 return self.records.is_canceled(record.id)  # many reports a second: only checked
             last_report = now
-            canceled = self.records.report(record.id, fraction, message)
+            try:
+                canceled = self.records.report(record.id, fraction, message)
+            except Unavailable:  # Redis away for a moment: the run goes on, its end is recorded later
+                logger.warning("Job %s's progress could not be recorded", record.id)
+                return False
             self._touch()
             return canceled
 

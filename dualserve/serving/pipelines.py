@@ -150,7 +150,9 @@ class Registry:
     def from_wrappers(cls, wrappers: Mapping[str, SupportsRunApi], set_up: bool = True) -> Registry:
         """Set up each wrapper object (its ``setup()`` runs once, now, unless not ``set_up``) and
         serve it under its key."""
-        loaders = [(name, functools.partial(_given, wrapper)) for name, wrapper in wrappers.items()]
+        loaders: list[tuple[str, Callable[[], Any]]] = [
+            (name, functools.partial(_given, wrapper)) for name, wrapper in wrappers.items()
+        ]
         return cls._build(loaders, set_up)
 
     @classmethod

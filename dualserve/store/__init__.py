@@ -9,9 +9,13 @@ records live in Redis (:mod:`.redis_records`) and the blobs in a shared director
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from .blobs import Blob, Blobs
 from .records import JobRecord, Records
+
+if TYPE_CHECKING:
+    from .redis_records import RedisRecords
 
 __all__ = ["BLOBS_DIR", "JOBS_FILE", "Blob", "Blobs", "JobRecord", "Records", "Store", "Unavailable"]
 
@@ -29,8 +33,10 @@ class Store:
     """The records and blobs under ``state_dir`` (made if missing), unless others are given (a
     scaled-out service's, in Redis and a shared directory or S3)."""
 
-    def __init__(self, state_dir: Path, records: Records | None = None, blobs: Blobs | None = None) -> None:
+    def __init__(
+        self, state_dir: Path, records: Records | RedisRecords | None = None, blobs: Blobs | None = None
+    ) -> None:
         state_dir.mkdir(parents=True, exist_ok=True)
         self.state_dir = state_dir
-        self.records = records if records is not None else Records(state_dir / JOBS_FILE)
+        self.records: Records | RedisRecords = records if records is not None else Records(state_dir / JOBS_FILE)
         self.blobs = blobs if blobs is not None else Blobs(state_dir / BLOBS_DIR)

@@ -33,7 +33,6 @@ from botocore.config import Config
 from botocore.exceptions import ClientError, HTTPClientError, IncompleteReadError
 from botocore.exceptions import ConnectionError as S3ConnectionError
 
-from ..core.http import content_disposition
 from . import Unavailable
 from .blobs import Blob, Blobs
 
@@ -173,16 +172,16 @@ class S3Blobs(Blobs):
             self._client.delete_object(Bucket=self.bucket, Key=self.key(digest))  # a missing key is no error
 
     def presigned_url(
-        self, digest: str, media_type: str | None, filename: str | None = None, expires: int = 3600
+        self, digest: str, media_type: str | None, disposition: str | None = None, expires: int = 3600
     ) -> str:
         """A URL that GETs blob ``digest`` straight from the bucket for ``expires`` seconds, answered
-        with ``media_type`` and, with ``filename``, an inline Content-Disposition. Made locally: the
-        bucket is not asked, so the blob may be missing."""
+        with ``media_type`` and the ``Content-Disposition`` header value ``disposition`` (a stored
+        answer's own). Made locally: the bucket is not asked, so the blob may be missing."""
         params = {"Bucket": self.bucket, "Key": self.key(digest)}
         if media_type is not None:
             params["ResponseContentType"] = media_type
-        if filename is not None:
-            params["ResponseContentDisposition"] = content_disposition("inline", filename)
+        if disposition is not None:
+            params["ResponseContentDisposition"] = disposition
         url: str = self._client.generate_presigned_url("get_object", Params=params, ExpiresIn=expires)
         return url
 
