@@ -6,7 +6,7 @@ HOST ?= 127.0.0.1
 PORT ?= 1416
 SERVER ?= uvicorn
 
-.PHONY: run test test-fast check format bench clean
+.PHONY: run run-cluster test test-fast check format bench clean
 
 $(BIN)/dualserve: setup.cfg pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -16,6 +16,10 @@ $(BIN)/dualserve: setup.cfg pyproject.toml
 
 run: $(BIN)/dualserve
 	$(BIN)/dualserve run --pipelines-dir examples/pipeline_wrappers --host $(HOST) --port $(PORT) --server $(SERVER)
+
+# The scale-out on this machine (needs redis-server): Redis, two `dualserve worker`s, the API; Ctrl-C stops all.
+run-cluster: $(BIN)/dualserve
+	BIN=$(BIN) HOST=$(HOST) PORT=$(PORT) scripts/run-cluster
 
 # Every test (CI runs this), under coverage with branches, the servers the tests start included
 # (pyproject.toml's [tool.coverage.run]); then the whole package's report and the framework-free core's.
