@@ -199,3 +199,18 @@ def test_results_on_s3_are_served_with_range_or_by_a_presigned_redirect(
             assert fetched.content == expected
             assert fetched.headers["content-type"] == result.headers["content-type"]
             assert fetched.headers.get("content-disposition") == result.headers.get("content-disposition")
+
+
+@pytest.mark.parametrize("server", ["uvicorn", "gunicorn"])
+def test_a_client_that_leaves_stops_the_stream_on_the_worker(redis: RedisServer, server: str, tmp_path: Path) -> None:
+    store = str(tmp_path / "store")
+    with dualserve_worker(PIPELINES, redis.url, store, tmp_path / "w", concurrency=1):
+        command, port = api_command(server, redis.url, store, tmp_path / "a")
+        with running(command, port) as api:
+            marker = tmp_path / "closed"
+            with httpx2.stream("GET", f"{api.url}/endless/run", params={"marker": str(marker)}, timeout=10) as response:
+                assert len(next(response.iter_raw())) > 0
+            # The generator's finally ran on the worker, and its one process is free again.
+            until(marker.exists, 20)
+            assert marker.read_text() == "closed"
+            assert httpx2.get(f"{api.url}/counter/run", timeout=20).status_code == 200

@@ -108,18 +108,23 @@ class Sender:
     def _push(self, frame: bytes) -> bool:
         """Push one frame; False once the API process has marked the call gone."""
         with self._lock:
-            length = self.client.rpush(self.frames, frame)
-            self.client.expire(self.frames, KEY_TTL)
+            # One round trip a frame: the push, its key's lifetime, and whether the client left.
+            pipe = self.client.pipeline(transaction=False)
+            pipe.rpush(self.frames, frame)
+            pipe.expire(self.frames, KEY_TTL)
+            pipe.exists(self.gone)
+            length, _, gone = pipe.execute()
             self._last_push = time.monotonic()
         waited = time.monotonic()
-        while length > HIGH_WATER:  # the client reads slower than the worker makes
-            if self.client.exists(self.gone):
-                return False
+        while length > HIGH_WATER and not gone:  # the client reads slower than the worker makes
             if time.monotonic() - waited > STALE_AFTER * 2:
                 raise WorkerLost("The API process stopped taking the answer.")
-            time.sleep(0.01)
-            length = self.client.llen(self.frames)
-        return not self.client.exists(self.gone) if frame[:1] == b"C" else True
+            time.sleep(0.005)
+            pipe = self.client.pipeline(transaction=False)
+            pipe.llen(self.frames)
+            pipe.exists(self.gone)
+            length, gone = pipe.execute()
+        return not gone
 
 
 class Receiver:
