@@ -73,6 +73,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         os.environ[config.STATE_DIR_ENV] = str(Path(options.state_dir).resolve())
     _cluster_settings(parser, options)
     if options.s3_redirect:
+        if not (options.store or "").startswith("s3://"):
+            parser.error("--s3-redirect needs an s3:// --store (and --broker)")
         os.environ[config.S3_REDIRECT_ENV] = "1"
     if options.server == "flask" and options.threads is not None:
         parser.error("--server flask starts a thread per request and cannot cap them; use uvicorn or gunicorn")

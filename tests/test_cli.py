@@ -79,6 +79,28 @@ def test_uvicorn_workers(tmp_path: Path) -> None:
         (["run", "--pipelines-dir", "/no/such/dir"], "is not a directory"),
         (["run", "--pipelines-dir", str(PIPELINES), "--server", "flask", "--workers", "2"], "use uvicorn or gunicorn"),
         (["run", "--pipelines-dir", str(PIPELINES), "--server", "tornado"], "invalid choice"),
+        (["run", "--pipelines-dir", str(PIPELINES), "--broker", "redis://127.0.0.1:1/0"], "go together"),
+        (["run", "--pipelines-dir", str(PIPELINES), "--broker", "amqp://x", "--store", "/tmp"], "a Redis URL"),
+        (["run", "--pipelines-dir", str(PIPELINES), "--s3-redirect"], "needs an s3://"),
+        (
+            ["run", "--pipelines-dir", str(PIPELINES), "--broker", "redis://h/0", "--store", "/tmp", "--s3-redirect"],
+            "needs an s3://",
+        ),
+        (["worker", "--pipelines-dir", str(PIPELINES)], "needs --broker and --store"),
+        (
+            [
+                "worker",
+                "--pipelines-dir",
+                str(PIPELINES),
+                "--broker",
+                "redis://h/0",
+                "--store",
+                "/tmp",
+                "--concurrency",
+                "0",
+            ],
+            "1 or more",
+        ),
     ],
 )
 def test_cli_errors_are_clear(arguments: list[str], message: str) -> None:
