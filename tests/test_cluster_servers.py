@@ -22,7 +22,7 @@ import pytest
 
 from tests.redis_server import RedisServer, redis_server
 from tests.servers import MOUNTED, dualserve_command, free_port, running
-from tests.workers import dualserve_worker
+from tests.workers import celery_worker, dualserve_worker
 
 PIPELINES = Path(__file__).parent / "pipelines"
 
@@ -214,3 +214,14 @@ def test_a_client_that_leaves_stops_the_stream_on_the_worker(redis: RedisServer,
             until(marker.exists, 20)
             assert marker.read_text() == "closed"
             assert httpx2.get(f"{api.url}/counter/run", timeout=20).status_code == 200
+
+
+def test_celery_started_by_hand_is_a_worker_too(redis: RedisServer, tmp_path: Path) -> None:
+    store = str(tmp_path / "store")
+    with (
+        celery_worker(PIPELINES, redis.url, store),
+        running(*api_command("uvicorn", redis.url, store, tmp_path / "a")) as api,
+    ):
+        done = httpx2.post(f"{api.url}/counter/jobs", json={"text": "hand"}, headers={"prefer": "wait=20"}, timeout=30)
+        assert done.status_code == 201 and done.json()["status"] == "succeeded"
+        assert httpx2.get(f"{api.url}/counter/run", params={"text": "relayed"}, timeout=20).text.startswith('"relayed ')

@@ -16,7 +16,7 @@ import psutil
 
 from tests.servers import DUALSERVE
 
-__all__ = ["Worker", "dualserve_worker"]
+__all__ = ["Worker", "celery_worker", "dualserve_worker"]
 
 
 @dataclass
@@ -58,6 +58,22 @@ def dualserve_worker(
         "--log-level",
         "info",
     ]
+    with started(command, concurrency, env) as worker:
+        yield worker
+
+
+@contextmanager
+def celery_worker(pipelines: Path, broker: str, store: str, concurrency: int = 1) -> Iterator[Worker]:
+    """``celery -A dualserve.cluster.app worker``, as a team that starts Celery itself does."""
+    celery = str(Path(DUALSERVE).with_name("celery"))
+    command = [celery, "-A", "dualserve.cluster.app", "worker", "-Q", "dualserve", "-c", str(concurrency), "-l", "INFO"]
+    env = {"DUALSERVE_BROKER": broker, "DUALSERVE_STORE": store, "DUALSERVE_PIPELINES_DIR": str(pipelines)}
+    with started(command, concurrency, env) as worker:
+        yield worker
+
+
+@contextmanager
+def started(command: list[str], concurrency: int, env: dict[str, str] | None) -> Iterator[Worker]:
     with tempfile.NamedTemporaryFile("w+", prefix="worker-", suffix=".log", delete=False) as log:
         log_path = Path(log.name)
         # A session of its own: the worker and its pool are stopped together, by the group's id.
@@ -74,7 +90,7 @@ def dualserve_worker(
         deadline = time.monotonic() + 30
         while " ready." not in worker.log() or len(worker.children()) < concurrency:
             if process.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError(f"dualserve worker did not start:\n{worker.log()}")
+                raise RuntimeError(f"the worker did not start:\n{worker.log()}")
             time.sleep(0.1)
         yield worker
     finally:
