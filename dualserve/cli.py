@@ -72,6 +72,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         # Absolute, so that every worker process finds the same folder whatever its directory.
         os.environ[config.STATE_DIR_ENV] = str(Path(options.state_dir).resolve())
     _cluster_settings(parser, options)
+    _edge_settings(parser, options)
     if options.s3_redirect:
         if not (options.store or "").startswith("s3://"):
             parser.error("--s3-redirect needs an s3:// --store (and --broker)")
@@ -96,6 +97,27 @@ def _cluster_settings(parser: argparse.ArgumentParser, options: argparse.Namespa
         store = str(Path(store).resolve())  # the same folder for every process, whatever its directory
     os.environ[config.BROKER_ENV] = options.broker
     os.environ[config.STORE_ENV] = store
+
+
+def _edge_settings(parser: argparse.ArgumentParser, options: argparse.Namespace) -> None:
+    """``--cors-origin``, ``--api-key`` and ``--rate-limit``, checked now, into the environment."""
+    from .core.cors import CorsPolicy
+    from .core.keys import ApiKeys
+    from .serving.ratelimit import RateLimit
+
+    try:
+        if options.cors_origins:
+            CorsPolicy(options.cors_origins)
+            os.environ[config.CORS_ORIGINS_ENV] = ",".join(options.cors_origins)
+        if options.api_keys:
+            ApiKeys(options.api_keys)
+            # Keys go to the workers through the environment, never their command lines (ps).
+            os.environ[config.API_KEYS_ENV] = ",".join(options.api_keys)
+        if options.rate_limit:
+            RateLimit(options.rate_limit)
+            os.environ[config.RATE_LIMIT_ENV] = options.rate_limit
+    except ValueError as exc:
+        parser.error(str(exc))
 
 
 def _worker(parser: argparse.ArgumentParser, options: argparse.Namespace) -> int:
@@ -263,6 +285,29 @@ def _parser() -> argparse.ArgumentParser:
     )
     run.add_argument("--log-level", default="info", choices=("debug", "info", "warning", "error"))
     _cluster_arguments(run, "scaled out: /run and jobs go to 'dualserve worker' processes, none run here")
+    run.add_argument(
+        "--cors-origin",
+        action="append",
+        dest="cors_origins",
+        default=[],
+        metavar="ORIGIN",
+        help="an origin browsers may call from, such as https://app.example.com, or * for any; repeat for more",
+    )
+    run.add_argument(
+        "--api-key",
+        action="append",
+        dest="api_keys",
+        default=[],
+        metavar="KEY",
+        help="a key the pipeline and job routes need (Authorization: Bearer KEY or X-API-Key: KEY); repeat "
+        "for more; or DUALSERVE_API_KEYS=K1,K2, which keeps keys out of the process list",
+    )
+    run.add_argument(
+        "--rate-limit",
+        default=None,
+        metavar="RATE",
+        help="requests per key, else per client address, such as 60/minute (counted in Redis with --broker)",
+    )
     run.add_argument(
         "--s3-redirect",
         action="store_true",

@@ -231,7 +231,9 @@ def test_answers_are_byte_identical_across_frontends(tmp_path: Path) -> None:
     for name in FRONTENDS:
         with client_for(name, service) as client:
             response = client.get("/slow/run", params={"text": "same"})
-            headers = tuple(sorted(h for h in response.headers.items() if h[0] not in ("date", "server")))
+            headers = tuple(
+                sorted(h for h in response.headers.items() if h[0] not in ("date", "server", "x-request-id"))
+            )
             answers.add((response.status_code, headers, response.content))
     assert len(answers) == 1
     assert len(wrapper.counter) == 1

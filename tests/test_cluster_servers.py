@@ -9,6 +9,7 @@ worker`` (Celery), ``redis-server``, and S3 through moto's standalone server.
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import signal
@@ -71,7 +72,7 @@ def test_two_api_processes_answer_for_each_others_jobs_and_relay_streams_as_made
                 submitted = httpx2.post(f"{here}/counter/jobs", json={"text": "shared"}, timeout=10)
                 assert submitted.status_code == 202
                 job_id = submitted.json()["id"]
-                assert until(lambda: ended(there, job_id))["status"] == "succeeded"
+                assert until(functools.partial(ended, there, job_id))["status"] == "succeeded"
                 mine = httpx2.get(f"{here}/jobs/{job_id}/result", timeout=10)
                 theirs = httpx2.get(f"{there}/jobs/{job_id}/result", timeout=10)
                 assert mine.status_code == theirs.status_code == 200
@@ -142,7 +143,7 @@ def test_redis_stopped_answers_503_and_accepted_jobs_go_on_once_it_is_back(tmp_p
                 assert "Traceback" not in api.log()
                 redis.start()
                 for job_id in (running_job, queued_job):
-                    assert until(lambda job_id=job_id: ended(api.url, job_id), 90)["status"] == "succeeded"
+                    assert until(functools.partial(ended, api.url, job_id), 90)["status"] == "succeeded"
                 assert httpx2.get(f"{api.url}/jobs/{queued_job}/result", timeout=10).text.startswith('"later ')
 
 

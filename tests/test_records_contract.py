@@ -524,3 +524,17 @@ def test_redis_out_of_reach_is_unavailable(tmp_path: Path) -> None:
                 assert isinstance(raised.value.__cause__, redis.exceptions.ConnectionError)
         finally:
             client.close()
+
+
+def test_counts_are_the_live_jobs_by_status(records: AnyRecords) -> None:
+    assert records.counts() == {}
+    submit(records, "q1")
+    submit(records, "q2")
+    submit(records, "gone", expires_in=-1)  # expired: not counted
+    submit(records, "c")
+    records.cancel("c")  # deleted: not counted
+    taken = records.claim("me", ("p",))
+    assert taken is not None
+    assert records.counts() == {"queued": 1, "running": 1}
+    assert records.finish(taken.id, "me", "succeeded", result={"digest": "d" * 64})
+    assert records.counts() == {"queued": 1, "succeeded": 1}

@@ -36,6 +36,10 @@ class Request:
     framework: str = ""
     #: Values from the route's own path, for a pipeline served at a path of its own (any method).
     path_params: Sequence[tuple[str, str]] = ()
+    #: The path as the client asked for it (for the access log and spans), and the client's
+    #: address as the server saw it (rate limits without a key); empty where nobody asked.
+    path: str = ""
+    client: str = ""
 
     @functools.cached_property
     def query(self) -> Sequence[tuple[str, str]]:

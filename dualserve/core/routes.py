@@ -68,6 +68,8 @@ ROUTES = (
     Route("/", "home"),
     Route("/favicon.ico", "page", (("page", "docs"), ("filename", "favicon-32x32.png")), blocking=True),
     Route("/status", "status"),
+    # Prometheus text; job counts come from the records, so it may touch the disk.
+    Route("/metrics", "metrics", blocking=True),
     Route("/openapi.json", "openapi"),
     Route("/docs", "page", (("page", "docs"),), blocking=True),
     Route("/docs/{filename}", "page", (("page", "docs"),), blocking=True),

@@ -10,6 +10,7 @@ nothing to them; everything else (user routes, the 404 for unknown paths) goes t
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import AsyncIterator, Iterable, Iterator
 from typing import Any, Literal
 
@@ -129,12 +130,13 @@ async def answer(
         await send(message)
 
     response: Response | None = None
+    arrived = time.time_ns()
     try:
         request = await to_request(scope, receive, service, route.reads_body)
         if request is None:
             return  # the client left while sending its body: nobody to answer
         if isinstance(request, Reply):
-            reply = request
+            reply = service.finish(route, arguments, None, request, arrived)
         else:
             if service.blocks(route, request) or len(request.body) > LOOP_PARSE_LIMIT:
                 # A file to stat, a large form or JSON body to parse: in a thread, the loop goes on.
@@ -142,6 +144,7 @@ async def answer(
             else:
                 outcome = service.answer(route, arguments, request, scope.get("root_path", ""))
             reply = outcome if isinstance(outcome, Reply) else await outcome.run_async()
+            reply = service.finish(route, arguments, request, reply, arrived)
         response = to_response(reply, service)
         if isinstance(response, _ReplyResponse):
             await response(scope, receive, send)  # it says itself whether its status line went out
@@ -160,13 +163,18 @@ async def to_request(
     """The core's view of an ASGI request, the core's answer to a body it cannot take, or None
     when the client disconnected before its body was complete."""
     headers = _JoinedHeaders(scope["headers"])
+    path = scope["path"]  # the whole path, a mount's prefix included (ASGI 3)
+    client = scope.get("client")
+    address = client[0] if client else ""
     if scope["method"] != "POST" or not reads_body:
-        return Request(scope["method"], headers, scope["query_string"], framework="starlette")
+        return Request(
+            scope["method"], headers, scope["query_string"], framework="starlette", path=path, client=address
+        )
     length = next((value for name, value in scope["headers"] if name == b"content-length"), None)
     body = await aread_body(receive, declared_length(length), service.max_body_size)
     if body is None or isinstance(body, Reply):
         return body
-    return Request("POST", headers, scope["query_string"], body, framework="starlette")
+    return Request("POST", headers, scope["query_string"], body, framework="starlette", path=path, client=address)
 
 
 class _JoinedHeaders:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import functools
 import logging
+import time
 from collections.abc import Callable, Iterable, Iterator
 from typing import Any, Literal
 
@@ -177,11 +178,13 @@ def _view(service: Service, route: routes.Route, **path_arguments: str) -> flask
 
 def answer(service: Service, route: routes.Route, arguments: dict[str, str], environ: WSGIEnviron) -> Reply:
     """The core's reply to ``route``, the pipeline run in this thread."""
+    arrived = time.time_ns()
     request = to_request(environ, service, route.reads_body)
     if isinstance(request, Reply):
-        return request
+        return service.finish(route, arguments, None, request, arrived)
     outcome = service.answer(route, arguments, request, environ.get("SCRIPT_NAME", "").rstrip("/"))
-    return outcome if isinstance(outcome, Reply) else outcome.run_sync()
+    reply = outcome if isinstance(outcome, Reply) else outcome.run_sync()
+    return service.finish(route, arguments, request, reply, arrived)
 
 
 def to_request(environ: WSGIEnviron, service: Service, reads_body: bool = True) -> Request | Reply:
@@ -190,15 +193,17 @@ def to_request(environ: WSGIEnviron, service: Service, reads_body: bool = True) 
     method = environ.get("REQUEST_METHOD", "GET").upper()
     query_string = environ.get("QUERY_STRING", "").encode("latin-1")
     headers = _EnvironHeaders(environ)
+    path = environ.get("SCRIPT_NAME", "") + environ.get("PATH_INFO", "")
+    client = environ.get("REMOTE_ADDR", "")
     if method != "POST" or not reads_body:
-        return Request(method, headers, query_string, framework="werkzeug")
+        return Request(method, headers, query_string, framework="werkzeug", path=path, client=client)
     # Werkzeug's input stream, as Flask's request.stream: bounded by Content-Length, or read to
     # its end where the server says the input is terminated (a chunked body).
     stream = get_input_stream(environ, max_content_length=None)
     body = read_body(stream.read, declared_length(environ.get("CONTENT_LENGTH")), service.max_body_size)
     if isinstance(body, Reply):
         return body
-    return Request("POST", headers, query_string, body, framework="werkzeug")
+    return Request("POST", headers, query_string, body, framework="werkzeug", path=path, client=client)
 
 
 class _EnvironHeaders:

@@ -9,7 +9,9 @@ from typing import TypedDict
 from ..exceptions import LoadError
 
 __all__ = [
+    "API_KEYS_ENV",
     "BROKER_ENV",
+    "CORS_ORIGINS_ENV",
     "CACHE_TTL_ENV",
     "DEBUG_ENV",
     "JOB_WORKERS_ENV",
@@ -17,6 +19,7 @@ __all__ = [
     "MAX_IMAGE_PIXELS_ENV",
     "MAX_STREAMS_ENV",
     "PIPELINES_DIR_ENV",
+    "RATE_LIMIT_ENV",
     "RESULT_TTL_ENV",
     "S3_REDIRECT_ENV",
     "STATE_DIR_ENV",
@@ -47,6 +50,9 @@ STORE_MAX_BYTES_ENV = "DUALSERVE_STORE_MAX_BYTES"
 BROKER_ENV = "DUALSERVE_BROKER"
 STORE_ENV = "DUALSERVE_STORE"
 S3_REDIRECT_ENV = "DUALSERVE_S3_REDIRECT"
+API_KEYS_ENV = "DUALSERVE_API_KEYS"
+CORS_ORIGINS_ENV = "DUALSERVE_CORS_ORIGINS"
+RATE_LIMIT_ENV = "DUALSERVE_RATE_LIMIT"
 
 
 class Settings(TypedDict, total=False):
@@ -62,6 +68,8 @@ class Settings(TypedDict, total=False):
     the store (only ``@cached`` ones' otherwise). ``broker``, ``store``, ``s3_redirect``: scaled
     out on Celery workers (docs/contract.md section 7): the Redis URL, the shared directory or
     ``s3://BUCKET/PREFIX``, and whether a result on S3 is answered by a 303 to a presigned URL.
+    ``cors_origins``, ``api_keys``, ``rate_limit``: the edge (docs/contract.md section 8), each a
+    comma-separated list in the environment (the rate as ``limits`` writes it, ``60/minute``).
     """
 
     debug: bool
@@ -78,6 +86,9 @@ class Settings(TypedDict, total=False):
     broker: str | None
     store: str | None
     s3_redirect: bool
+    cors_origins: list[str]
+    api_keys: list[str]
+    rate_limit: str | None
 
 
 def default_state_dir() -> Path:
@@ -112,6 +123,12 @@ def settings() -> Settings:
     for key, name in (("debug", DEBUG_ENV), ("s3_redirect", S3_REDIRECT_ENV)):
         if os.environ.get(name, "").lower() in ("1", "true", "yes", "on"):
             found[key] = True  # type: ignore[literal-required]
+    for key, name in (("cors_origins", CORS_ORIGINS_ENV), ("api_keys", API_KEYS_ENV)):
+        items = [item.strip() for item in os.environ.get(name, "").split(",") if item.strip()]
+        if items:
+            found[key] = items  # type: ignore[literal-required]
+    if os.environ.get(RATE_LIMIT_ENV):
+        found["rate_limit"] = os.environ[RATE_LIMIT_ENV]
     if os.environ.get(BROKER_ENV):
         found["broker"] = broker()
         found["store"] = store()

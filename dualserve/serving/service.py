@@ -18,7 +18,7 @@ import dataclasses
 import logging
 import os
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import AbstractContextManager
 from pathlib import Path
@@ -31,6 +31,7 @@ from ..core.header_fields import checked
 from ..core.http import render
 from ..core.images import DEFAULT_MAX_IMAGE_PIXELS, bomb_detail, is_bomb, limit_pixels
 from ..core.jsonify import flask_json
+from ..core.keys import needs_key
 from ..core.limits import Slots
 from ..core.reply import (
     JSON_HEADERS,
@@ -52,7 +53,9 @@ from ..wrapper import declared_cache_ttl
 from .aio import portal
 from .cache import Cache, CachedRun
 from .config import default_state_dir
+from .edge import Edge
 from .jobs import EmbeddedRunner, JobRunner, Jobs, prefers_async
+from .metrics import render as render_metrics
 from .openapi import build_document
 from .pages import asset, page
 from .pipelines import Pipeline, Registry, is_valid_name
@@ -110,6 +113,11 @@ class Service:
         pipelines with ``@cached``.
     :param store_max_bytes: the bytes the result store's blobs may take; past it the least recently
         used go (a job's result then answers 410), never a queued job's request.
+    :param cors_origins: origins a browser may call from (``*``: any); none: no CORS headers.
+    :param api_keys: keys the pipeline and job routes need (``Authorization: Bearer`` or
+        ``X-API-Key``); none: open.
+    :param rate_limit: requests per key, else per client address (``60/minute``); counted in
+        Redis with a cluster, so every process counts together.
     :param cluster: scaled out (docs/contract.md section 7): the Redis broker and shared store. An
         API process's service then runs nothing itself: ``/run`` and jobs go to the workers.
     """
@@ -129,6 +137,9 @@ class Service:
         cache_ttl: float | None = None,
         store_max_bytes: int = DEFAULT_STORE_MAX_BYTES,
         cluster: Cluster | None = None,
+        cors_origins: Sequence[str] = (),
+        api_keys: Sequence[str] = (),
+        rate_limit: str | None = None,
     ) -> None:
         if result_ttl <= 0 or job_workers < 1 or store_max_bytes < 0:
             raise ValueError("result_ttl must be above 0, job_workers 1 or more, store_max_bytes 0 or more.")
@@ -159,6 +170,7 @@ class Service:
         self._jobs: Jobs | None = None
         self._jobs_lock = threading.Lock()
         self.cluster = cluster
+        self.edge = Edge(cors_origins, api_keys, rate_limit, cluster.broker if cluster is not None else None)
         #: Whether /run and jobs run elsewhere (an API process of a cluster holds no model).
         self.relays = cluster is not None and cluster.role == "api"
         if cluster is None and (self.state_dir / JOBS_FILE).exists():
@@ -214,7 +226,8 @@ class Service:
         """The answer of ``route``'s endpoint, HEAD and bodiless statuses applied, or the
         :class:`Call` to run. ``prefix`` is where the frontend is mounted."""
         try:
-            outcome = self._answer(route, arguments, request, prefix)
+            refused = self.edge.admit(route, request)
+            outcome = refused if refused is not None else self._answer(route, arguments, request, prefix)
         except Unavailable as exc:
             logger.error("The shared store cannot be reached: %s", exc)
             outcome = error_reply(503, "The job store cannot be reached; try again shortly.", [("retry-after", "5")])
@@ -243,6 +256,8 @@ class Service:
             outcome = self.jobs.events(arguments["job"], request)
         elif route.endpoint == "status":
             outcome = self.status(request)
+        elif route.endpoint == "metrics":
+            outcome = self.metrics(request)
         elif route.endpoint == "home":
             outcome = self.home(request)
         elif route.endpoint == "openapi":
@@ -253,11 +268,32 @@ class Service:
             raise LookupError(f"No endpoint called {route.endpoint!r}.")
         return outcome
 
+    def finish(
+        self, route: Route, arguments: dict[str, str], request: Request | None, reply: Reply, arrived: int
+    ) -> Reply:
+        """The reply a frontend sends, with the edge's headers and measures (see :mod:`.edge`)."""
+        name = arguments.get("pipeline", "")
+        return self.edge.finish(route, name if name in self.registry.pipelines else "", request, reply, arrived)
+
+    def metrics(self, request: Request) -> Reply:
+        """``GET /metrics``: Prometheus text, summed over this server's processes."""
+        if request.method not in STATUS_METHODS:
+            return method_not_allowed(STATUS_METHODS)
+        body, media_type = render_metrics(self._job_counts)
+        return Reply(200, [("content-type", media_type), ("content-length", str(len(body)))], body)
+
+    def _job_counts(self) -> dict[str, int]:
+        if self.cluster is None and self._store is None and not (self.state_dir / JOBS_FILE).exists():
+            return {}  # no job was ever recorded here: nothing to open
+        return self.store.records.counts()
+
     def blocks(self, route: Route, request: Request) -> bool:
         """Whether answering ``request`` on ``route`` touches the disk or waits (an event loop
         hands it to a thread): a blocking route, or a ``/run`` that asks for a job instead."""
         if route.endpoint == "run" and (self.relays or (request.method == "POST" and prefers_async(request))):
             return True  # a relayed answer waits on Redis; a job is recorded
+        if self.edge.blocks and needs_key(route.endpoint):
+            return True  # the rate limit's counters are in Redis
         return route.blocking
 
     @property

@@ -370,6 +370,18 @@ class Records(Database):
                 used.add(json.loads(row["result"])["digest"])
         return used
 
+    def counts(self) -> dict[str, int]:
+        """The live jobs (not deleted, not expired) by status, for ``/metrics``."""
+        rows = (
+            self._connection()
+            .execute(
+                "SELECT status, COUNT(*) AS n FROM jobs WHERE deleted = 0 AND expires_at > ? GROUP BY status",
+                (time.time(),),
+            )
+            .fetchall()
+        )
+        return {row["status"]: row["n"] for row in rows}
+
     def pending_digests(self) -> set[str]:
         """The request bodies of the jobs still to run or running: never evicted."""
         rows = self._connection().execute("SELECT request FROM jobs WHERE status IN ('queued', 'running')").fetchall()

@@ -450,6 +450,20 @@ class RedisRecords:
         return used
 
     @_reaching
+    def counts(self) -> dict[str, int]:
+        """The live jobs (not deleted, not expired) by status, for ``/metrics``."""
+        now = time.time()
+        pipe = self.client.pipeline(transaction=False)
+        for job_id in self.client.smembers(self._key("jobs")):
+            pipe.hmget(self._key("job", _text(job_id)), ["status", "deleted", "expires_at"])
+        found: dict[str, int] = {}
+        for status, deleted, expires_at in pipe.execute():
+            if status is None or _text(deleted or b"0") == "1" or float(_text(expires_at)) <= now:
+                continue
+            found[_text(status)] = found.get(_text(status), 0) + 1
+        return found
+
+    @_reaching
     def pending_digests(self) -> set[str]:
         """The request bodies of the jobs still to run or running: never evicted."""
         requests = self._run(self._pending)
