@@ -81,6 +81,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.error("--server flask starts a thread per request and cannot cap them; use uvicorn or gunicorn")
     logging.basicConfig(level=options.log_level.upper(), format="%(levelname)s:%(name)s: %(message)s")
     _tune_malloc()
+    # /metrics sums every worker process's counts: prometheus_client's multiprocess folder, made
+    # here, before any worker starts, so each inherits it (a user's own PROMETHEUS_MULTIPROC_DIR wins).
+    from .serving import metrics
+
+    metrics.prepare_multiprocess(options.workers)
     return {"uvicorn": _uvicorn, "gunicorn": _gunicorn, "flask": _flask}[options.server](options)
 
 
@@ -746,6 +751,8 @@ def _gunicorn(options: argparse.Namespace) -> int:
                 "graceful_timeout": max(1, math.ceil(options.graceful_timeout)),
                 "loglevel": options.log_level,
                 "accesslog": "-" if options.log_level in ("debug", "info") else None,
+                # A worker that exits (a restart, a crash) leaves its counts in /metrics' sum.
+                "child_exit": _gunicorn_child_exit,
             }
             for key, value in settings.items():
                 self.cfg.set(key, value)
@@ -757,6 +764,12 @@ def _gunicorn(options: argparse.Namespace) -> int:
 
     Application().run()
     return 0
+
+
+def _gunicorn_child_exit(server: Any, worker: Any) -> None:
+    from .serving import metrics
+
+    metrics.child_exit(worker.pid)
 
 
 def _flask(options: argparse.Namespace) -> int:

@@ -39,6 +39,7 @@ from ..store import BLOBS_DIR, JOBS_FILE, Blobs, Records
 from ..store.cache import CACHE_FILE, CacheEntries, CacheEntry
 from ..store.sqlite import new_owner
 from ..uploads import UploadFile
+from . import metrics
 from .stored import StoredAnswer, store_reply, stored_result
 
 if TYPE_CHECKING:
@@ -287,10 +288,12 @@ class CachedRun:
 
     def lookup(self) -> Reply | None:
         """From a thread: the stored answer, or None when this request is to run the pipeline."""
+        waited = False
         while True:
             outcome = self._attempt()
             if outcome is None or isinstance(outcome, Reply):
-                return outcome
+                return self._counted(outcome, waited)
+            waited = True
             if isinstance(outcome, Flight):
                 outcome.wait()
             else:
@@ -298,14 +301,23 @@ class CachedRun:
 
     async def alookup(self) -> Reply | None:
         """:meth:`lookup` from an event loop: each look in the pool, each wait on the loop."""
+        waited = False
         while True:
             outcome = await self.service.to_thread(self._attempt)
             if outcome is None or isinstance(outcome, Reply):
-                return outcome
+                return self._counted(outcome, waited)
+            waited = True
             if isinstance(outcome, Flight):
                 await outcome.landed()
             else:
                 await asyncio.sleep(outcome)
+
+    def _counted(self, outcome: Reply | None, waited: bool) -> Reply | None:
+        # For /metrics: a hit, a request that waited for another's run (coalesced), or a run.
+        if not self.off:
+            kind = "miss" if outcome is None else "coalesced" if waited else "hit"
+            metrics.count_cache(self.call.pipeline.name, kind)
+        return outcome
 
     def _attempt(self) -> Reply | Flight | float | None:
         """One look, in a thread: the stored answer; None to run; a flight of this process to

@@ -20,7 +20,7 @@ import uuid
 from collections.abc import AsyncIterator, Callable, Iterator, Sequence
 from typing import Any
 
-from ..core.cors import CorsPolicy, merge_vary
+from ..core.cors import CorsPolicy, add_to
 from ..core.keys import ApiKeys, needs_key
 from ..core.reply import FileBody, Reply, StreamBody
 from ..core.request import Request
@@ -98,11 +98,7 @@ class Edge:
             return reply  # a framework's own response, sent as the wrapper made it
         reply.headers.append(("x-request-id", request_id))
         if self.cors is not None and request is not None:
-            for name, value in self.cors.headers(request):
-                if name == "vary":
-                    reply.headers = merge_vary(reply.headers, value)
-                else:
-                    reply.headers.append((name, value))
+            add_to(reply, self.cors.headers(request))  # the same names replaced (a preflight's), Vary merged
         endpoint = route.endpoint if route is not None else "unknown"
         method = request.method if request is not None else "GET"
         headers_get = request.headers.get if request is not None else _no_header

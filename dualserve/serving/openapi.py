@@ -185,8 +185,9 @@ the events after it follow, nothing lost, nothing twice."""
 _OWN = ("run", "submit")
 
 
-def build_document(registry: Registry, prefix: str = "") -> dict[str, Any]:
-    """The OpenAPI document of ``registry`` as served under ``prefix`` ("" at the root, "/flask" mounted)."""
+def build_document(registry: Registry, prefix: str = "", keyed: bool = False) -> dict[str, Any]:
+    """The OpenAPI document of ``registry`` as served under ``prefix`` ("" at the root, "/flask"
+    mounted); ``keyed``: the pipeline and job routes need an API key (``--api-key``)."""
     schemas = copy.deepcopy(_SCHEMAS)
     paths: dict[str, Any] = {}
     pipelines = sorted(registry.pipelines.items())
@@ -216,14 +217,34 @@ def build_document(registry: Registry, prefix: str = "") -> dict[str, Any]:
         description = _prose(pipeline.description)
         tags.append({"name": name, "description": description} if description else {"name": name})
     tags.append({"name": "jobs", "description": "Runs as resources: follow, fetch and cancel a job of any pipeline."})
+    components: dict[str, Any] = {"schemas": schemas}
+    if keyed:
+        # Both ways a key is accepted, so Swagger UI's Authorize offers either; every operation
+        # but /status needs one of them.
+        components["securitySchemes"] = _SECURITY_SCHEMES
+        for path, item in paths.items():
+            if path == "/status":
+                continue
+            for method, operation in item.items():
+                if method == "parameters":  # the path's own, shared by its operations
+                    continue
+                operation["security"] = [{name: []} for name in _SECURITY_SCHEMES]
+                unauthorized = _json_response("No API key, or not one of the server's", _ERROR)
+                operation["responses"] = {**operation["responses"], "401": unauthorized}  # never a shared dict
     return {
         "openapi": "3.1.0",
         "info": {"title": "dualserve", "version": __version__},
         "servers": [{"url": prefix or "/"}],
         "tags": tags,
         "paths": paths,
-        "components": {"schemas": schemas},
+        "components": components,
     }
+
+
+_SECURITY_SCHEMES = {
+    "bearer": {"type": "http", "scheme": "bearer", "description": "Authorization: Bearer KEY"},
+    "apiKey": {"type": "apiKey", "in": "header", "name": "X-API-Key", "description": "X-API-Key: KEY"},
+}
 
 
 def _submit_path(name: str) -> str:

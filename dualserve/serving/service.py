@@ -351,7 +351,8 @@ class Service:
         if request.method not in STATUS_METHODS:
             return method_not_allowed(STATUS_METHODS)
         if prefix not in self._documents:
-            self._documents[prefix] = encode_json(build_document(self.registry, prefix))
+            keyed = self.edge.keys is not None
+            self._documents[prefix] = encode_json(build_document(self.registry, prefix, keyed))
         body = self._documents[prefix]
         return Reply(200, [*JSON_HEADERS, ("content-length", str(len(body)))], body)
 
