@@ -81,7 +81,7 @@ class Edge:
 
     def finish(
         self,
-        route: Route | None,
+        route: Route,
         pipeline: str,
         request: Request | None,
         reply: Reply,
@@ -99,14 +99,14 @@ class Edge:
         reply.headers.append(("x-request-id", request_id))
         if self.cors is not None and request is not None:
             add_to(reply, self.cors.headers(request))  # the same names replaced (a preflight's), Vary merged
-        endpoint = route.endpoint if route is not None else "unknown"
-        method = request.method if request is not None else "GET"
+        endpoint = route.endpoint
+        # No request: its body was refused as it was read (413, a malformed length), and only a
+        # POST's body is read.
+        method = request.method if request is not None else "POST"
         headers_get = request.headers.get if request is not None else _no_header
         path = request.path if request is not None else ""
         client = request.client if request is not None else ""
-        span = tracing.start_span(
-            method, route.path if route else "", pipeline, request_id, headers_get, arrived, path=path or None
-        )
+        span = tracing.start_span(method, route.path, pipeline, request_id, headers_get, arrived, path=path or None)
         counted = _Counted(reply)
         status = reply.status_code
 
