@@ -726,6 +726,7 @@ def _uvicorn(options: argparse.Namespace) -> int:
         workers=options.workers,
         log_level=options.log_level,
         timeout_graceful_shutdown=options.graceful_timeout,
+        access_log=False,  # dualserve.access writes it, with the request id (as under gunicorn)
         # A bounded request head and JSON errors; httptools, which uvicorn's "auto" picks, has neither.
         http="dualserve.servers.uvicorn:BoundedHttpToolsProtocol",
     )
@@ -750,7 +751,9 @@ def _gunicorn(options: argparse.Namespace) -> int:
                 "threads": options.threads or GUNICORN_THREADS,
                 "graceful_timeout": max(1, math.ceil(options.graceful_timeout)),
                 "loglevel": options.log_level,
-                "accesslog": "-" if options.log_level in ("debug", "info") else None,
+                # dualserve writes the access line (logger dualserve.access), with the request id,
+                # the same under every server: the server's own would be a second line.
+                "accesslog": None,
                 # A worker that exits (a restart, a crash) leaves its counts in /metrics' sum.
                 "child_exit": _gunicorn_child_exit,
             }
