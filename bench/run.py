@@ -43,6 +43,7 @@ class Variant:
     command: list[str]
     prefix: str  # URL path before the scenario's own path
     paths: dict[str, str]  # scenario -> path
+    headers: tuple[str, ...] = ()  # sent with every request ("Name: value")
     process: subprocess.Popen[bytes] | None = None
     port: int = 0
 
@@ -104,7 +105,27 @@ def variants() -> list[Variant]:
             "",
             PIPELINES,
         ),
+        # The edge on (issue 17): CORS, a key checked on every request, metrics (always on), each
+        # request from an allowed origin with its key; against the same server with them off.
+        Variant(
+            "dualserve FastAPI, edge on",
+            [*dualserve, *EDGE, "--log-level", "warning", "--port", "{port}"],
+            "",
+            {"png": PIPELINES["png"]},
+            EDGE_HEADERS,
+        ),
+        Variant(
+            "dualserve Flask gunicorn, edge on",
+            [*dualserve, *EDGE, "--server", "gunicorn", "--log-level", "warning", "--port", "{port}"],
+            "",
+            {"png": PIPELINES["png"]},
+            EDGE_HEADERS,
+        ),
     ]
+
+
+EDGE = ["--cors-origin", "https://app.example", "--api-key", "bench-key"]
+EDGE_HEADERS = ("Origin: https://app.example", "X-API-Key: bench-key")
 
 
 #: (dualserve variant, its twin, the scenarios the ratio is reported for)
@@ -115,6 +136,8 @@ TWINS = [
     ("dualserve Flask mounted", "a2wsgi Flask", ("png", "render", "file", "stream", "apng", "slow", "cached")),
     ("dualserve Flask gunicorn", "hand Flask gunicorn", ("png", "render", "file", "stream", "apng", "slow", "cached")),
     ("dualserve Flask gunicorn", "hand Flask gunicorn, whole-request worker", ("png", "apng")),
+    ("dualserve FastAPI, edge on", "dualserve FastAPI", ("png",)),
+    ("dualserve Flask gunicorn, edge on", "dualserve Flask gunicorn", ("png",)),
 ]
 
 
@@ -169,9 +192,10 @@ def started(variant: Variant) -> Iterator[Variant]:
             variant.process.wait()
 
 
-def wrk(url: str, duration: float, connections: int = 32) -> float:
+def wrk(url: str, duration: float, connections: int = 32, headers: tuple[str, ...] = ()) -> float:
+    sent = [part for header in headers for part in ("-H", header)]
     output = subprocess.run(
-        ["taskset", "-c", CLIENT_CPU, "wrk", "-t1", f"-c{connections}", f"-d{duration:g}s", url],
+        ["taskset", "-c", CLIENT_CPU, "wrk", "-t1", f"-c{connections}", f"-d{duration:g}s", *sent, url],
         capture_output=True,
         text=True,
         check=True,
@@ -246,7 +270,7 @@ def measure(variant: Variant, scenario: str, duration: float) -> Sample:
     url = variant.url(scenario)
     assert variant.process is not None
     if scenario in RATES:
-        return Sample(wrk(url, duration, 64 if scenario == "slow" else 32))
+        return Sample(wrk(url, duration, 64 if scenario == "slow" else 32, variant.headers))
     expected = workload.FILE_SIZE if scenario == "file" else workload.STREAM_SIZE
     return download(url, expected, variant.process.pid)
 
@@ -288,6 +312,9 @@ def main() -> int:
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--duration", type=float, default=3.0, help="seconds of load per request-rate sample")
     parser.add_argument("--only", default=",".join(SCENARIOS), help="scenarios, comma-separated")
+    parser.add_argument(
+        "--out", default="latest.json", help="the report's file in bench/results (a partial run: give it a name)"
+    )
     options = parser.parse_args()
     for tool in ("wrk", "curl", "taskset"):
         if shutil.which(tool) is None:
@@ -302,7 +329,7 @@ def main() -> int:
         for variant in running:  # warm up: imports, first request, page cache
             for scenario in scenarios:
                 if scenario in RATES and scenario in variant.paths:
-                    wrk(variant.url(scenario), 1, 4)
+                    wrk(variant.url(scenario), 1, 4, variant.headers)
         for round_number in range(options.rounds):
             for scenario in scenarios:
                 for variant in running:
@@ -313,7 +340,7 @@ def main() -> int:
                     print(f"round {round_number + 1} {scenario:7} {variant.name:26} {sample.value:10.2f}", flush=True)
     report = summarise(results, options)
     report["encoders"] = encoder_costs()
-    out = ROOT / "bench" / "results" / "latest.json"
+    out = ROOT / "bench" / "results" / options.out
     out.parent.mkdir(exist_ok=True)
     out.write_text(json.dumps(report, indent=2))
     print(markdown(report))
