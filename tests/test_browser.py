@@ -51,9 +51,9 @@ def browser() -> Iterator[Browser]:
         browser.close()
 
 
-def serve_dir(pipelines_dir: Path, server: str, state: Path) -> Iterator[tuple[str, str]]:
+def serve_dir(pipelines_dir: Path, server: str, state: Path, *extra: str) -> Iterator[tuple[str, str]]:
     # The jobs of a test's server live in a state directory of its own, not in the working directory.
-    command, port = dualserve_command(pipelines_dir, server, "--state-dir", str(state))
+    command, port = dualserve_command(pipelines_dir, server, "--state-dir", str(state), *extra)
     with running(command, port) as started:
         yield server, started.url
 
@@ -66,6 +66,15 @@ def server(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFact
 @pytest.fixture(scope="module", params=["uvicorn", "gunicorn"])
 def job_server(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, str]]:
     yield from serve_dir(SLOW_JOB, request.param, tmp_path_factory.mktemp("state"))
+
+
+# One server with a key, for the playground's and Swagger UI's key tests: both frontends, one start.
+API_KEY = "ui-test-key-3f9c2a"
+
+
+@pytest.fixture(scope="module")
+def keyed_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, str]]:
+    yield from serve_dir(EXAMPLES, "uvicorn", tmp_path_factory.mktemp("state"), "--api-key", API_KEY)
 
 
 def at(label: str, server: tuple[str, str]) -> tuple[str, str]:
@@ -126,6 +135,9 @@ def test_playground_runs_an_image_pipeline(page: Page, base: tuple[str, str]) ->
     assert "200 · image/png" in page.inner_text("#result .meta")
     assert f"{url}/pillow_image/run" in page.inner_text("#result pre.curl")
     assert page.get_attribute("#result a.download", "download")
+    # An open server's playground asks for no key, and its curl sends none.
+    assert page.locator("#auth").is_hidden()
+    assert "X-API-Key" not in page.inner_text("#result")
     shoot(page, f"ui-{label}")
 
 
@@ -379,3 +391,92 @@ def test_swagger_ui_submits_a_job_and_reads_it(page: Page, base: tuple[str, str]
     for operation in ("job_delete", "job_result", "job_events"):
         assert page.locator(f"#operations-jobs-{operation}").count() == 1
     shoot(page, f"docs-job-{label}")
+
+
+# --- API keys ----------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("label", ["root", "mounted"])
+def test_playground_sends_the_api_key(
+    page: Page, keyed_server: tuple[str, str], label: str, violations: list[str]
+) -> None:
+    name, url = at(label, keyed_server)
+    page.goto(f"{url}/ui?pipeline=pillow_image")
+    key = page.locator("#api-key")
+    key.wait_for()  # shown: the document declares securitySchemes
+    assert key.get_attribute("type") == "password"
+    assert key.get_attribute("autocomplete") == "off"
+    assert key.input_value() == ""
+    # Without the key: the 401's detail, and the key field to fill.
+    page.fill("#field-width", "64")
+    page.fill("#field-height", "48")
+    page.click("button.run")
+    page.wait_for_selector("#result pre.error")
+    assert page.inner_text("#result .meta").startswith("401 · application/json")
+    assert "needs an API key" in page.inner_text("#result pre.error")
+    assert page.evaluate("() => document.activeElement.id") == "api-key"
+    # With it: the result, and a curl that names the variable, never the key.
+    key.fill(API_KEY)
+    page.click("button.run")
+    page.wait_for_function(
+        "() => { const i = document.getElementById('result-image'); return i && i.complete && i.naturalWidth > 0 }"
+    )
+    assert "200 · image/png" in page.inner_text("#result .meta")
+    curl = page.inner_text("#result pre.curl")
+    assert curl.startswith(f"""curl -X POST '{url}/pillow_image/run' -H "X-API-Key: $DUALSERVE_API_KEY" """)
+    assert API_KEY not in page.inner_text("#result")
+    assert "$DUALSERVE_API_KEY holds your API key" in page.inner_text("#result .curl-note")
+    shoot(page, f"ui-keyed-{name}")
+    # Kept for the tab (a reload keeps it), never in localStorage; a job follows its events with it.
+    assert page.evaluate("() => [sessionStorage.getItem('dualserve.api-key'), localStorage.length]") == [API_KEY, 0]
+    with page.expect_response("**/events") as events:
+        submit_job(page, url, "pillow_image", width="64", height="48")
+    assert events.value.status == 200
+    assert events.value.request.header_value("x-api-key") == API_KEY
+    assert page.locator("#api-key").input_value() == API_KEY
+    page.wait_for_selector("#result-image")
+    assert "succeeded" in job_status(page)
+    assert page.inner_text("#result pre.curl").startswith(
+        f"""curl -X POST '{url}/pillow_image/jobs' -H "X-API-Key: $DUALSERVE_API_KEY" """
+    )
+    assert violations == []
+
+
+def test_playground_reads_server_sent_events(page: Page, keyed_server: tuple[str, str]) -> None:
+    # EventSource cannot send a key: the page reads a job's events with fetch and its own parser.
+    _, url = keyed_server
+    page.goto(f"{url}/ui")
+    page.wait_for_selector("#pipelines button")
+    read = """async (chunks) => {
+        const encoder = new TextEncoder();
+        const body = new ReadableStream({ start(controller) {
+            for (const chunk of chunks) controller.enqueue(encoder.encode(chunk));
+            controller.close();
+        } });
+        const events = [];
+        await readEvents(body, (event) => events.push(event));
+        return events;
+    }"""
+    chunks = [
+        "id: 1\r",
+        '\nevent: running\r\ndata: {"a"',
+        ":1}\n\n: keep-alive\n\nretry: 500\n\n",
+        "data: x\rdata:y\r\r",
+    ]
+    assert page.evaluate(read, chunks) == [
+        {"type": "running", "data": '{"a":1}', "id": "1", "retry": None},
+        {"type": None, "data": "", "id": None, "retry": 500},
+        {"type": "message", "data": "x\ny", "id": None, "retry": None},
+    ]
+    # An event cut off before its blank line is not dispatched.
+    assert page.evaluate(read, ["event: succeeded\ndata: {}\n"]) == []
+
+
+def test_swagger_ui_offers_authorize_on_a_keyed_server(page: Page, keyed_server: tuple[str, str]) -> None:
+    _, url = keyed_server
+    page.goto(f"{url}/docs")
+    page.locator("button.authorize").first.click()
+    dialog = page.locator(".dialog-ux .modal-ux")
+    dialog.wait_for()
+    # Both ways the server takes a key: the document's securitySchemes.
+    assert sorted(text.split()[0] for text in dialog.locator("h4").all_inner_texts()) == ["apiKey", "bearer"]

@@ -2,13 +2,16 @@
 "use strict";
 
 // runs counts the runs started, so an answer that comes after a newer run started is dropped;
-// source and timer follow the job of the latest run, asJob is the "Run as a job" choice.
-const state = { doc: null, server: "", urls: [], runs: 0, source: null, timer: null, asJob: false };
+// source (an AbortController) and timer follow the job of the latest run, asJob is the "Run as a
+// job" choice; keyed: the server's pipeline and job routes need an API key.
+const state = { doc: null, server: "", urls: [], runs: 0, source: null, timer: null, asJob: false, keyed: false };
 
 async function main() {
   const response = await fetch("openapi.json");
   state.doc = await response.json();
   state.server = (state.doc.servers && state.doc.servers[0] ? state.doc.servers[0].url : "").replace(/\/$/, "");
+  const schemes = state.doc.components && state.doc.components.securitySchemes;
+  if (schemes && Object.keys(schemes).length) showKeyField();
   const nav = document.getElementById("pipelines");
   const names = Object.keys(state.doc.paths).filter((path) => path.endsWith("/run")).map((path) => path.slice(1, -4));
   if (!names.length) nav.textContent = "No pipelines are served.";
@@ -21,6 +24,42 @@ async function main() {
   }
   const wanted = new URLSearchParams(location.search).get("pipeline");
   if (wanted && names.includes(wanted)) show(wanted);
+}
+
+// --- The API key: typed once, kept for this tab (sessionStorage, never localStorage), sent as X-API-Key
+
+const KEY_STORAGE = "dualserve.api-key";
+const KEY_HEADER = "X-API-Key";
+
+function showKeyField() {
+  state.keyed = true;
+  const form = document.getElementById("auth");
+  const input = document.getElementById("api-key");
+  if (!form.hidden) return;
+  form.hidden = false;
+  form.addEventListener("submit", (event) => event.preventDefault());
+  try { input.value = sessionStorage.getItem(KEY_STORAGE) || ""; } catch { /* no storage: typed each time */ }
+  input.addEventListener("input", () => {
+    try {
+      if (input.value) sessionStorage.setItem(KEY_STORAGE, input.value);
+      else sessionStorage.removeItem(KEY_STORAGE);
+    } catch { /* kept in the field only */ }
+  });
+}
+
+// headers, with the key typed (if the server takes one and one is typed).
+function withKey(headers = {}) {
+  const key = state.keyed ? document.getElementById("api-key").value.trim() : "";
+  if (key) headers[KEY_HEADER] = key;
+  return headers;
+}
+
+// A 401: the key is missing or wrong, so the field is where to go next.
+function askForKey() {
+  showKeyField();
+  const input = document.getElementById("api-key");
+  input.focus();
+  input.select();
 }
 
 function resolveRef(schema) {
@@ -256,18 +295,20 @@ function shellQuote(text) {
 
 // The curl of a run (saved to output) or, with endpoint "jobs", of a job's submission (the job
 // JSON printed).
+// The key is never in it: the shell reads it from $DUALSERVE_API_KEY (double quotes, so it expands).
 function curlCommand(name, contentType, values, output, endpoint = "run") {
   const url = new URL(`${state.server}/${name}/${endpoint}`, location.href).href;
   const save = output ? ` -o ${output}` : "";
+  const key = state.keyed ? ` -H "${KEY_HEADER}: $DUALSERVE_API_KEY"` : "";
   if (contentType === "multipart/form-data") {
     // -F reads "@x" and "<x" as files: such text goes with --form-string.
     const parts = formPairs(values).map(([key, value]) => {
       if (value instanceof File) return `-F ${shellQuote(`${key}=@${value.name}`)}`;
       return `${/^[@<]/.test(value) ? "--form-string" : "-F"} ${shellQuote(`${key}=${value}`)}`;
     });
-    return `curl -X POST ${shellQuote(url)} ${parts.join(" ")}${save}`;
+    return `curl -X POST ${shellQuote(url)}${key} ${parts.join(" ")}${save}`;
   }
-  return `curl -X POST ${shellQuote(url)} -H 'Content-Type: application/json' -d ${shellQuote(JSON.stringify(values))}${save}`;
+  return `curl -X POST ${shellQuote(url)}${key} -H 'Content-Type: application/json' -d ${shellQuote(JSON.stringify(values))}${save}`;
 }
 
 function dispositionName(response) {
@@ -350,7 +391,7 @@ function objectURL(blob) {
 function begin() {
   const run = ++state.runs;
   for (const url of state.urls.splice(0)) URL.revokeObjectURL(url);
-  if (state.source) state.source.close();
+  if (state.source) state.source.abort();
   clearTimeout(state.timer);
   state.source = null;
   return run;
@@ -376,7 +417,7 @@ async function execute(name, contentType, fields) {
   result.replaceChildren(paragraph("Running…", "meta"));
   const payload = prepare(fields, contentType, result);
   if (!payload) return;
-  const headers = contentType === "multipart/form-data" ? {} : { "Content-Type": "application/json" };
+  const headers = withKey(contentType === "multipart/form-data" ? {} : { "Content-Type": "application/json" });
   const started = performance.now();
   let response;
   let blob;
@@ -390,6 +431,7 @@ async function execute(name, contentType, fields) {
   if (run !== state.runs) return;
   const output = outputName(name, response, mediaTypeOf(response));
   await showAnswer(name, response, blob, { run, started, curl: curlCommand(name, contentType, payload.values, output) });
+  if (response.status === 401 && run === state.runs) askForKey();
 }
 
 // An answer shown as it is: an image, audio, video or PDF inline, a zip of images as a gallery,
@@ -434,17 +476,67 @@ async function showAnswer(name, response, blob, { run, started, curl }, lead = [
   download.textContent = nodes.some((node) => node.className === "gallery") ? `Download all (${download.download})` : "Download";
   download.className = "download";
   if (run !== state.runs) return;
-  result.replaceChildren(...lead, ...nodes, download, curlBlock(curl));
+  result.replaceChildren(...lead, ...nodes, download, ...curlBlock(curl));
 }
 
+// The curl, and with a key, where the key it sends comes from.
 function curlBlock(command) {
   const curl = document.createElement("pre");
   curl.className = "curl";
   curl.textContent = command;
-  return curl;
+  if (!state.keyed) return [curl];
+  return [curl, paragraph("$DUALSERVE_API_KEY holds your API key: export DUALSERVE_API_KEY=… first.", "curl-note")];
 }
 
 // --- Jobs: POST /{name}/jobs, followed with its server-sent events ----------------------------------
+
+// The server-sent events of a fetched stream, each given to handle({ type, data, id }); read with
+// fetch, not EventSource, which cannot send the API key. Parsed as the HTML standard says: lines
+// end with CRLF, LF or CR; a blank line dispatches; an event without data is not dispatched.
+async function readEvents(body, handle) {
+  const reader = body.pipeThrough(new TextDecoderStream()).getReader();
+  let buffer = "";
+  let type = "";
+  let data = [];
+  let id = null;
+  let retry = null;
+  const read = (lines) => {
+    for (const line of lines) {
+      if (line === "") {
+        if (data.length) handle({ type: type || "message", data: data.join("\n"), id, retry });
+        else if (id !== null || retry !== null) handle({ type: null, data: "", id, retry });
+        type = "";
+        data = [];
+        id = null;
+        retry = null;
+        continue;
+      }
+      if (line.startsWith(":")) continue;
+      const colon = line.indexOf(":");
+      const field = colon < 0 ? line : line.slice(0, colon);
+      let text = colon < 0 ? "" : line.slice(colon + 1);
+      if (text.startsWith(" ")) text = text.slice(1);
+      if (field === "event") type = text;
+      else if (field === "data") data.push(text);
+      else if (field === "id" && !text.includes("\0")) id = text;
+      else if (field === "retry" && /^\d+$/.test(text)) retry = Number(text);
+    }
+  };
+  for (;;) {
+    const { value, done } = await reader.read();
+    if (done) {
+      if (buffer.endsWith("\r")) read([buffer.slice(0, -1)]); // the stream's last line ended with a CR
+      return; // an event without its blank line is not dispatched
+    }
+    buffer += value;
+    // A CR at the end may be the first half of a CRLF: it waits for the next chunk.
+    const lines = buffer.split(/\r\n|\n|\r(?!$)/);
+    buffer = lines.pop();
+    read(lines);
+  }
+}
+
+const pause = (milliseconds) => new Promise((resolve) => setTimeout(resolve, milliseconds));
 
 const FINAL = ["succeeded", "failed", "canceled"];
 const STATUSES = ["queued", "running", ...FINAL];
@@ -455,7 +547,7 @@ async function submitJob(name, contentType, fields) {
   result.replaceChildren(paragraph("Submitting…", "meta"));
   const payload = prepare(fields, contentType, result);
   if (!payload) return;
-  const headers = contentType === "multipart/form-data" ? {} : { "Content-Type": "application/json" };
+  const headers = withKey(contentType === "multipart/form-data" ? {} : { "Content-Type": "application/json" });
   const context = { run, started: performance.now(), curl: curlCommand(name, contentType, payload.values, null, "jobs") };
   let response;
   let job;
@@ -465,6 +557,7 @@ async function submitJob(name, contentType, fields) {
       // Refused (422, 404 ...): shown as a run's error is.
       const blob = await response.blob();
       if (run === state.runs) await showAnswer(name, response, blob, context);
+      if (response.status === 401 && run === state.runs) askForKey();
       return;
     }
     job = await response.json();
@@ -496,9 +589,12 @@ function follow(name, job, url, context) {
   line.append(bar, percent, cancel);
   const message = paragraph("", "job-message");
   panel.append(status, line, message);
-  result.replaceChildren(panel, curlBlock(context.curl));
+  result.replaceChildren(panel, ...curlBlock(context.curl));
   let done = false;
   const current = () => context.run === state.runs;
+  // Ends the job's event stream: at the job's end, or when a new run begins.
+  const events = new AbortController();
+  state.source = events;
 
   const update = (data) => {
     status.textContent = `Job ${job.id} · ${data.status}`;
@@ -516,7 +612,7 @@ function follow(name, job, url, context) {
   const end = async (final) => {
     if (done || !current()) return;
     done = true;
-    if (state.source) state.source.close();
+    events.abort();
     clearTimeout(state.timer);
     status.textContent = `Job ${job.id} · ${final}`;
     line.remove();
@@ -530,7 +626,7 @@ function follow(name, job, url, context) {
       return;
     }
     try {
-      const answer = await fetch(url);
+      const answer = await fetch(url, { headers: withKey() });
       const ended = answer.ok ? await answer.json() : null;
       if (!ended) {
         if (current()) panel.append(paragraph(`The job could not be read: ${answer.status}.`, "error"));
@@ -544,7 +640,7 @@ function follow(name, job, url, context) {
         if (current()) panel.append(paragraph(`${error.status} · the job failed`, "meta"), detail);
         return;
       }
-      const response = await fetch(ended.result_url || `${url}/result`);
+      const response = await fetch(ended.result_url || `${url}/result`, { headers: withKey() });
       const blob = await response.blob();
       if (current()) await showAnswer(name, response, blob, context, [panel]);
     } catch (error) {
@@ -556,7 +652,7 @@ function follow(name, job, url, context) {
   const poll = async () => {
     if (done || !current()) return;
     try {
-      const answer = await fetch(url);
+      const answer = await fetch(url, { headers: withKey() });
       if (answer.status === 404) return end("gone");
       if (answer.ok) {
         const data = await answer.json();
@@ -570,7 +666,7 @@ function follow(name, job, url, context) {
   cancel.addEventListener("click", async () => {
     cancel.disabled = true;
     try {
-      const answer = await fetch(url, { method: "DELETE" });
+      const answer = await fetch(url, { method: "DELETE", headers: withKey() });
       if (answer.ok) {
         const data = await answer.json();
         // A job that had ended is deleted all the same, its result too.
@@ -586,19 +682,36 @@ function follow(name, job, url, context) {
     end(job.status);
     return;
   }
-  // EventSource sends Last-Event-ID itself when it reconnects, so no event is lost or seen twice.
-  const source = new EventSource(`${url}/events`);
-  state.source = source;
-  const listen = (event) => {
-    if (done || !current()) return;
-    const data = JSON.parse(event.data);
-    update(data);
-    if (FINAL.includes(data.status)) end(data.status);
+  // The events, as EventSource would follow them (with the key, which it cannot send): a dropped
+  // or ended stream is asked again from the Last-Event-ID seen, so no event is lost or seen twice;
+  // a refusal (an answer that is not an event stream) falls back to polling.
+  const listen = async () => {
+    let last = null;
+    let retry = 1000;
+    const handle = (event) => {
+      if (event.id !== null) last = event.id;
+      if (event.retry !== null) retry = event.retry;
+      if (done || !current() || !STATUSES.includes(event.type)) return;
+      const data = JSON.parse(event.data);
+      update(data);
+      if (FINAL.includes(data.status)) end(data.status);
+    };
+    while (!done && current()) {
+      const headers = withKey({ Accept: "text/event-stream" });
+      if (last) headers["Last-Event-ID"] = last;
+      try {
+        const answer = await fetch(`${url}/events`, { headers, cache: "no-store", signal: events.signal });
+        if (!answer.ok || mediaTypeOf(answer) !== "text/event-stream" || !answer.body) {
+          if (!events.signal.aborted) poll(); // refused, not a dropped connection
+          return;
+        }
+        await readEvents(answer.body, handle);
+      } catch { /* dropped (or aborted: the loop ends) */ }
+      if (events.signal.aborted) return;
+      await pause(retry);
+    }
   };
-  for (const kind of STATUSES) source.addEventListener(kind, listen);
-  source.addEventListener("error", () => {
-    if (source.readyState === EventSource.CLOSED) poll(); // refused, not a dropped connection
-  });
+  listen();
 }
 
 function paragraph(text, className) {
