@@ -136,5 +136,8 @@ def load(bases: list[str], seconds: float, clients: int, seed: int) -> Tally:
     return tally
 
 
-def leftovers(directory: Path) -> list[str]:
-    return sorted(os.listdir(directory))
+def leftovers(directory: Path, running: bool = True) -> list[str]:
+    """What is in the server's temp directory: nothing a request made should stay. While the
+    server runs, its metrics folder (``prometheus_client``'s multiprocess files) is its own;
+    once it stopped, that must be gone too."""
+    return sorted(name for name in os.listdir(directory) if not (running and name.startswith("dualserve-metrics-")))

@@ -56,6 +56,7 @@ def test_soak(server_name: str, tmp_path: Path) -> None:
         assert eventually(lambda: Snapshot.of(started.process.pid).fds <= before.fds + FD_SLACK, SETTLE_SECONDS)
         after = Snapshot.of(started.process.pid)
         log = started.log()
+    assert leftovers(scratch, running=False) == []  # the metrics folder went with the server
     figures = {
         "server": f"{server_name}, 2 workers, --threads {THREADS}",
         "env": ENV,
@@ -67,7 +68,7 @@ def test_soak(server_name: str, tmp_path: Path) -> None:
         "fds": [before.fds, after.fds],
         "threads": [before.threads, after.threads],
         "rss_mb": [round(before.rss / 2**20, 1), round(after.rss / 2**20, 1)],
-        "temp_files_left": len(leftovers(scratch)),
+        "temp_files_left": len(leftovers(scratch, running=False)),
         "rss_mb_every_5s": [round(rss / 2**20, 1) for rss in sampler.rss[::5]],
     }
     REPORTS.mkdir(parents=True, exist_ok=True)
