@@ -59,18 +59,13 @@ def main(argv: Sequence[str] | None = None) -> int:
             if value < least:
                 parser.error(f"{flag} must be {least} or more")
             os.environ[name] = str(value)
-    for flag, seconds, name in (
+    _seconds_settings(
+        parser,
         ("--timeout", options.timeout, config.TIMEOUT_ENV),
         ("--result-ttl", options.result_ttl, config.RESULT_TTL_ENV),
         ("--cache-ttl", options.cache_ttl, config.CACHE_TTL_ENV),
-    ):
-        if seconds is not None:
-            if not seconds > 0:
-                parser.error(f"{flag} must be above 0")
-            os.environ[name] = str(seconds)
-    if options.state_dir is not None:
-        # Absolute, so that every worker process finds the same folder whatever its directory.
-        os.environ[config.STATE_DIR_ENV] = str(Path(options.state_dir).resolve())
+    )
+    _state_dir_setting(options)
     _cluster_settings(parser, options)
     _edge_settings(parser, options)
     if options.s3_redirect:
@@ -87,6 +82,21 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     metrics.prepare_multiprocess(options.workers)
     return {"uvicorn": _uvicorn, "gunicorn": _gunicorn, "flask": _flask}[options.server](options)
+
+
+def _seconds_settings(parser: argparse.ArgumentParser, *flags: tuple[str, float | None, str]) -> None:
+    """Each ``(flag, seconds, variable)`` given, checked above 0, into the variable."""
+    for flag, seconds, name in flags:
+        if seconds is not None:
+            if not seconds > 0:
+                parser.error(f"{flag} must be above 0")
+            os.environ[name] = str(seconds)
+
+
+def _state_dir_setting(options: argparse.Namespace) -> None:
+    if options.state_dir is not None:
+        # Absolute, so that every worker process finds the same folder whatever its directory.
+        os.environ[config.STATE_DIR_ENV] = str(Path(options.state_dir).resolve())
 
 
 def _cluster_settings(parser: argparse.ArgumentParser, options: argparse.Namespace) -> None:
@@ -136,16 +146,12 @@ def _worker(parser: argparse.ArgumentParser, options: argparse.Namespace) -> int
         parser.error("a worker needs --broker and --store, the same as the API processes'")
     os.environ[config.PIPELINES_DIR_ENV] = str(directory)
     _cluster_settings(parser, options)
-    if options.state_dir is not None:
-        os.environ[config.STATE_DIR_ENV] = str(Path(options.state_dir).resolve())
-    for flag, seconds, name in (
+    _state_dir_setting(options)
+    _seconds_settings(
+        parser,
         ("--timeout", options.timeout, config.TIMEOUT_ENV),
         ("--cache-ttl", options.cache_ttl, config.CACHE_TTL_ENV),
-    ):
-        if seconds is not None:
-            if not seconds > 0:
-                parser.error(f"{flag} must be above 0")
-            os.environ[name] = str(seconds)
+    )
     logging.basicConfig(level=options.log_level.upper(), format="%(levelname)s:%(name)s: %(message)s")
     try:
         from .cluster.app import app

@@ -13,8 +13,7 @@ import functools
 import json
 import os
 import signal
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -22,20 +21,10 @@ import httpx2
 import pytest
 
 from tests.redis_server import RedisServer, redis_server
-from tests.servers import MOUNTED, dualserve_command, free_port, running
+from tests.servers import MOUNTED, dualserve_command, free_port, running, until
 from tests.workers import celery_worker, dualserve_worker
 
 PIPELINES = Path(__file__).parent / "pipelines"
-
-
-def until(check: Callable[[], Any], timeout: float = 30) -> Any:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = check()
-        if value:
-            return value
-        time.sleep(0.1)
-    raise AssertionError("timed out")
 
 
 def job(base: str, job_id: str) -> dict[str, Any]:

@@ -6,9 +6,9 @@ The server is ``dualserve run`` on tests/pipelines with a state directory of the
 
 from __future__ import annotations
 
+import functools
 import os
 import signal
-import time
 from pathlib import Path
 from typing import Any
 
@@ -16,7 +16,7 @@ import httpx2
 import psutil
 import pytest
 
-from tests.servers import MOUNTED, dualserve_command, running
+from tests.servers import MOUNTED, dualserve_command, running, until
 
 PIPELINES = Path(__file__).parent / "pipelines"
 
@@ -26,14 +26,8 @@ def job(base: str, job_id: str) -> dict[str, Any]:
     return answer
 
 
-def until(check: Any, timeout: float = 30) -> Any:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = check()
-        if value:
-            return value
-        time.sleep(0.1)
-    raise AssertionError("timed out")
+def succeeded(base: str, job_id: str) -> bool:
+    return bool(job(base, job_id)["status"] == "succeeded")
 
 
 @pytest.mark.parametrize("server", ["uvicorn", "gunicorn"])
@@ -88,8 +82,7 @@ def test_worker_processes_share_the_jobs(server: str, tmp_path: Path) -> None:
         ]
         # Every job ends, whichever process ran it, and either frontend of either process answers for it.
         for index, job_id in enumerate(ids):
-            done = until(lambda job_id=job_id: job(base, job_id)["status"] == "succeeded", 60)
-            assert done
+            until(functools.partial(succeeded, base, job_id), 60)
             for prefix in (base, mounted):
                 assert httpx2.get(f"{prefix}/jobs/{job_id}/result", timeout=10).json() == f"j{index} done"
     runs = log.read_text().splitlines()
