@@ -6,7 +6,7 @@ HOST ?= 127.0.0.1
 PORT ?= 1416
 SERVER ?= uvicorn
 
-.PHONY: run run-cluster test test-fast check format bench clean
+.PHONY: run run-cluster test test-fast check format bench bench-cluster clean
 
 $(BIN)/dualserve: setup.cfg pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -45,6 +45,10 @@ check: $(BIN)/dualserve
 # Needs wrk and curl (apt-get install wrk curl); takes about twelve minutes; see bench/README.md.
 bench: $(BIN)/dualserve
 	$(BIN)/python -m bench.run
+
+# Needs redis-server (apt-get install redis-server); about five minutes; see bench/README.md.
+bench-cluster: $(BIN)/dualserve
+	$(BIN)/python -m bench.cluster
 
 format: $(BIN)/dualserve
 	$(BIN)/ruff format .

@@ -7,6 +7,7 @@ process. Real servers, several processes and a crash are in tests/test_jobs_serv
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import threading
 import time
@@ -279,3 +280,21 @@ def test_the_store_keeps_to_its_size_bound(name: str, tmp_path: Path, monkeypatc
             assert len(client.get(f"/jobs/{second['id']}/result").content) == 3000
     finally:
         service.jobs.stop()
+
+
+@pytest.mark.parametrize("name", FRONTENDS)
+def test_a_job_that_ended_as_it_was_recorded_is_still_accepted_without_a_wait(
+    name: str, service: Service, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The runner of another thread may claim and finish a job between its record's write and
+    # the read that answers the submit: without Prefer: wait, that is still a 202.
+    records = service.jobs.records
+    create = records.create
+
+    def create_then_finish(*args: Any, **kwargs: Any) -> Any:
+        record, created = create(*args, **kwargs)
+        return dataclasses.replace(record, status="succeeded"), created
+
+    monkeypatch.setattr(records, "create", create_then_finish)
+    with frontend_client(name, service) as client:
+        assert client.post("/quick/jobs", json={}).status_code == 202

@@ -48,6 +48,8 @@ MAX_WAIT = 60.0
 #: Seconds between polls of the records (events, waits) and between heartbeats.
 POLL = 0.1
 HEARTBEAT = 2.0
+#: Seconds between looks at a job being waited for, scaled out (nothing in this process is told).
+CLUSTER_POLL = 0.01
 #: A running job with no heartbeat for this long is taken for interrupted.
 STALE_AFTER = 30.0
 #: Seconds between size checks of the store after results are stored (and a full one each minute).
@@ -83,9 +85,13 @@ class Jobs:
         # Woken at each change this process makes to a job, so a wait or an event stream in the
         # same process answers at once; a change made by another process is seen at the next poll.
         self._changed = threading.Condition()
+        self._changes = 0  # how many times _changed was notified: a waiter compares, never misses one
         self._last_shrink = 0.0
         #: None in a Celery worker: Celery delivers its jobs one by one.
         self.runner = runner(self)
+        # Embedded, this process's runner wakes its waiters; scaled out, a job ends on a worker,
+        # and a waiter here learns it only by reading Redis: more often (one GET per look).
+        self._poll = POLL if service.cluster is None else CLUSTER_POLL
         if self.runner is not None:
             self.runner.start()
 
@@ -125,7 +131,9 @@ class Jobs:
         wait = preferred_wait(request)
         if wait:
             record = self._wait(record, wait)
-        status = 201 if record.ended else 202
+        # 201 only for a wait asked for: without one, a job that ended as it was recorded is still
+        # what the client asked, an accepted job (202).
+        status = 201 if wait and record.ended else 202
         headers = [("location", self.url(prefix, record.id))]
         if not record.ended:
             headers.append(("retry-after", "1"))
@@ -219,13 +227,16 @@ class Jobs:
     def _wait(self, record: JobRecord, seconds: float) -> JobRecord:
         deadline = time.monotonic() + seconds
         while not record.ended and time.monotonic() < deadline:
-            self._pause(min(POLL, max(0.0, deadline - time.monotonic())))
+            seen = self._changes  # read before the record: a change after it is not slept through
             record = self.records.get(record.id, include_deleted=True) or record
+            if not record.ended:
+                self._pause(min(self._poll, max(0.0, deadline - time.monotonic())), seen)
         return record
 
     def _event_stream(self, job_id: str, after: int) -> Iterator[bytes]:
         quiet = time.monotonic()
         while True:
+            seen = self._changes
             events = self.records.events(job_id, after)
             for seq, data in events:
                 after = seq
@@ -239,16 +250,20 @@ class Jobs:
                 if time.monotonic() - quiet > 15:
                     quiet = time.monotonic()
                     yield b": keep-alive\n\n"  # a proxy must not take a long step for a dead connection
-                self._pause(POLL)
+                self._pause(POLL, seen)
             else:
                 quiet = time.monotonic()
 
-    def _pause(self, seconds: float) -> None:
+    def _pause(self, seconds: float, seen: int | None = None) -> None:
+        """Sleep ``seconds``, or until this process changes a job; at once if it changed one since
+        :attr:`_changes` read ``seen``."""
         with self._changed:
-            self._changed.wait(seconds)
+            if seen is None or seen == self._changes:
+                self._changed.wait(seconds)
 
     def _touch(self) -> None:
         with self._changed:
+            self._changes += 1
             self._changed.notify_all()
 
     # --- running one job ----------------------------------------------------------------------------
