@@ -189,7 +189,10 @@ def at_exit(monkeypatch: pytest.MonkeyPatch) -> list[tuple[Callable[..., object]
     registered: list[tuple[Callable[..., object], tuple[object, ...]]] = []
     recorder = types.SimpleNamespace(register=lambda function, *args: registered.append((function, args)))
     monkeypatch.setattr(metrics, "atexit", recorder)  # this module's atexit only: pytest registers too
-    monkeypatch.delenv(metrics.MULTIPROC_ENV, raising=False)
+    # Set, then deleted: monkeypatch then takes back what prepare_multiprocess sets in the test (a
+    # folder left named in the environment would make every later test's process multiprocess).
+    monkeypatch.setenv(metrics.MULTIPROC_ENV, "")
+    monkeypatch.delenv(metrics.MULTIPROC_ENV)
     return registered
 
 
@@ -430,6 +433,9 @@ def test_the_global_provider_is_used() -> None:
         spans = InMemorySpanExporter()
         provider.add_span_processor(SimpleSpanProcessor(spans))
         trace.set_tracer_provider(provider)
+        assert tracing.start_span("GET", "/status", "", "r8", {}.get) is None  # looked less than a second ago
+        import time
+        time.sleep(tracing.RECHECK_EVERY)  # a provider set at startup is seen within a second
         tracing.end_span(tracing.start_span("GET", "/status", "", "r9", {}.get), 200, 2)
         print(*(span.name for span in spans.get_finished_spans()), sep=",")
     """

@@ -154,10 +154,15 @@ def answer(call_id: str, message: dict[str, Any]) -> None:
             methods = message["route"]["methods"]
             route = Route("/", "run", methods=tuple(methods) if methods else None, json=message["route"]["json"])
         reply = state.service.run_here(message["pipeline"], request, route)
-        sender.send(for_method(reply, request.method))
+    except Exception:
+        # run_here answers a failing pipeline with its JSON error; this is the worker's own failure.
+        logger.exception("The worker could not answer call %s", call_id)
+        sender.fail("The worker could not answer this call; try again.")
+        return
     except BaseException:
         sender.finish()
         raise
+    sender.send(for_method(reply, request.method))
 
 
 #: The app ``celery -A dualserve.cluster.app`` finds, configured by the environment.

@@ -231,6 +231,7 @@ class _ReplyResponse(Response):
         body = self.reply.body
         if isinstance(body, bytes) and not self.reply.cleanups:
             await self._send_whole(body, send)  # most answers: nothing to watch, nothing to close
+            self.reply.finish()
             return
         send = _raising_gone(send)
         file: RangeFile | None = None

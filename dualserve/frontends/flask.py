@@ -234,7 +234,7 @@ def to_response(reply: Reply) -> flask.Response:
     headers = reply.headers
     if isinstance(body, bytes):
         response = _Response(body, reply.status_code, headers)
-        if reply.cleanups:
+        if reply.cleanups or reply.finished:
             response.call_on_close(reply.close)
     elif isinstance(body, FileBody):
         file = _file_iterable(body, reply.close, flask.request.environ)  # may raise: the handler's JSON 500
@@ -263,7 +263,7 @@ def _send(reply: Reply, environ: WSGIEnviron, start_response: Any) -> Iterable[b
     start_response(_status_line(reply.status_code), reply.headers)
     if isinstance(body, StreamBody):
         return _closing(body.chunks, reply.close)
-    return ClosingIterator((body,), reply.close) if reply.cleanups else (body,)
+    return ClosingIterator((body,), reply.close) if reply.cleanups or reply.finished else (body,)
 
 
 @functools.cache

@@ -40,7 +40,7 @@ import shutil
 import tempfile
 import threading
 from collections.abc import Callable, Iterable, Iterator, Mapping
-from typing import TYPE_CHECKING, NamedTuple
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 if TYPE_CHECKING:
     from prometheus_client import Counter, Histogram
@@ -99,6 +99,10 @@ def _multiprocess_dir() -> str | None:
     return os.environ.get(MULTIPROC_ENV) or None
 
 
+#: Each label set's children, for :func:`observe_request`.
+_children: dict[tuple[str, str, str, int], tuple[Any, Any, Any]] = {}
+
+
 def _made() -> _Instruments:
     """The metrics of this process, made on first use (see the module docstring for why not at import)."""
     global _instruments
@@ -147,11 +151,21 @@ def observe_request(pipeline: str, route: str, method: str, status: int, seconds
     :param seconds: from the request's arrival to its last byte (the caller's monotonic clock).
     :param sent: body bytes sent.
     """
-    instruments = _instruments or _made()
-    instruments.requests.labels(pipeline, route, bounded_method(method), str(status)).inc()
-    # A clock that stepped back must not lower the histogram's sum.
-    instruments.duration.labels(pipeline, route).observe(max(seconds, 0.0))
-    instruments.sent.labels(pipeline, route).inc(max(sent, 0))
+    key = (pipeline, route, method, status)
+    children = _children.get(key)
+    if children is None:
+        # A metric's ``labels()`` hashes and locks on every call: its children are kept here by
+        # their labels (bounded: known pipelines, routes, methods and statuses).
+        instruments = _instruments or _made()
+        children = _children[key] = (
+            instruments.requests.labels(pipeline, route, bounded_method(method), str(status)),
+            instruments.duration.labels(pipeline, route),
+            instruments.sent.labels(pipeline, route),
+        )
+    requests, duration, sent_bytes = children
+    requests.inc()
+    duration.observe(max(seconds, 0.0))  # a clock that stepped back must not lower the sum
+    sent_bytes.inc(max(sent, 0))
 
 
 def count_cache(pipeline: str, outcome: str) -> None:

@@ -16,6 +16,7 @@ the request's can wrap its work in ``trace.use_span(span, end_on_exit=False)``.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, NamedTuple
 
@@ -40,8 +41,12 @@ class _Api(NamedTuple):
     error: Any  # Status(ERROR): immutable, so one serves every span
 
 
+#: Seconds between two looks for a tracer provider while none is configured.
+RECHECK_EVERY = 1.0
+
 _api: _Api | None = None
 _loaded = False
+_unconfigured_until = 0.0
 _provider: TracerProvider | None = None
 # (provider, its tracer): a tracer is made once per provider, not per request.
 _tracer: tuple[object, Any] | None = None
@@ -80,8 +85,9 @@ def use_tracer_provider(provider: TracerProvider | None) -> None:
     For tests (OpenTelemetry sets its global provider once per process) and for users who prefer
     explicit setup to a global.
     """
-    global _provider
+    global _provider, _unconfigured_until
     _provider = provider
+    _unconfigured_until = 0.0
 
 
 def start_span(
@@ -110,8 +116,14 @@ def start_span(
     api = _api if _loaded else _load()
     if api is None:
         return None
+    global _unconfigured_until
+    if _provider is None and time.monotonic() < _unconfigured_until:
+        return None  # asked less than a second ago: OpenTelemetry is installed, not configured
     provider = _provider if _provider is not None else api.trace.get_tracer_provider()
     if isinstance(provider, api.unconfigured):
+        # Asking costs microseconds (it reads the environment); a provider is set at startup, so
+        # one look a second is soon enough to see it.
+        _unconfigured_until = time.monotonic() + RECHECK_EVERY
         return None
     global _tracer
     cached = _tracer
