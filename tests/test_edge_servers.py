@@ -51,7 +51,7 @@ def test_a_rate_limit_with_a_broker_is_counted_by_every_api_process(tmp_path: Pa
     with redis_server(tmp_path / "redis") as redis:
         store = str(tmp_path / "store")
         with dualserve_worker(PIPELINES, redis.url, store, tmp_path / "w"):
-            common = ["--broker", redis.url, "--store", store, "--rate-limit", "4/minute"]
+            common = ["--broker", redis.url, "--store", store, "--rate-limit", "4/hour"]
             a_command, a_port = dualserve_command(PIPELINES, "uvicorn", *common, "--state-dir", str(tmp_path / "a"))
             b_command, b_port = dualserve_command(PIPELINES, "gunicorn", *common, "--state-dir", str(tmp_path / "b"))
             with running(a_command, a_port) as a, running(b_command, b_port) as b:
