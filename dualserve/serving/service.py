@@ -173,8 +173,10 @@ class Service:
         self.edge = Edge(cors_origins, api_keys, rate_limit, cluster.broker if cluster is not None else None)
         #: Whether /run and jobs run elsewhere (an API process of a cluster holds no model).
         self.relays = cluster is not None and cluster.role == "api"
-        if cluster is None and (self.state_dir / JOBS_FILE).exists():
-            self.jobs  # noqa: B018  (jobs recorded before a restart are run again now, not on first use)
+        if (cluster is None and (self.state_dir / JOBS_FILE).exists()) or self.relays:
+            # Jobs recorded before a restart are run again now, not on first use; scaled out, the
+            # API process's runner sends again the jobs of silent workers and collects expired ones.
+            self.jobs  # noqa: B018
 
     def provide_context(self, framework: str, context: Callable[[], AbstractContextManager[object]]) -> None:
         """Register the context a wrapper that uses ``framework`` ("werkzeug") needs to run, such as a
