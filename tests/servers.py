@@ -150,3 +150,9 @@ def until(check: Callable[[], Any], timeout: float = 30) -> Any:
             return value
         time.sleep(0.1)
     raise AssertionError(f"timed out after {timeout:g} s")
+
+
+def job(base: str, job_id: str) -> dict[str, Any]:
+    """``GET /jobs/{id}`` on the server at ``base``: the job's JSON."""
+    answer: dict[str, Any] = httpx2.get(f"{base}/jobs/{job_id}", timeout=10).json()
+    return answer

@@ -21,15 +21,10 @@ import httpx2
 import pytest
 
 from tests.redis_server import RedisServer, redis_server
-from tests.servers import MOUNTED, dualserve_command, free_port, running, until
+from tests.servers import MOUNTED, dualserve_command, free_port, job, running, until
 from tests.workers import celery_worker, dualserve_worker
 
 PIPELINES = Path(__file__).parent / "pipelines"
-
-
-def job(base: str, job_id: str) -> dict[str, Any]:
-    answer: dict[str, Any] = httpx2.get(f"{base}/jobs/{job_id}", timeout=10).json()
-    return answer
 
 
 def ended(base: str, job_id: str) -> dict[str, Any] | None:

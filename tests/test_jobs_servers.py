@@ -10,20 +10,14 @@ import functools
 import os
 import signal
 from pathlib import Path
-from typing import Any
 
 import httpx2
 import psutil
 import pytest
 
-from tests.servers import MOUNTED, dualserve_command, running, until
+from tests.servers import MOUNTED, dualserve_command, job, running, until
 
 PIPELINES = Path(__file__).parent / "pipelines"
-
-
-def job(base: str, job_id: str) -> dict[str, Any]:
-    answer: dict[str, Any] = httpx2.get(f"{base}/jobs/{job_id}", timeout=10).json()
-    return answer
 
 
 def succeeded(base: str, job_id: str) -> bool:
